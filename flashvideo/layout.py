@@ -1,0 +1,112 @@
+"""The Serial Number layout (paper section 3.2): repeated text plus a learnable SN token per frame.
+
+Every frame is preceded by the same header, so a frame slot is always `frame_len` tokens:
+
+    [task] [text_1 .. text_len] [SN_k] [code_1 .. code_(grid*grid)]
+
+* Key frames (task KEY):            slot k holds key frame k with SN k, k = 1..K.
+* Interpolation (task INTERP), n frames between key frames A and B:
+      slot 1: A with SN 1,  slot 2: B with SN n+2,  slot j+1: in-between frame j with SN j+1 (j = 1..n)
+  and the frames are put back in time order afterwards: A, F_2 .. F_(n+1), B.
+
+One model serves both tasks; the task token (repeated in every header, so the retention decay never
+forgets it) tells it which sequence it is in. Prompts are padded to `text_len` words with id 0.
+
+Token sequences use -1 for a code that is not known yet (to be sampled). All sizes come from the config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import FlashVideoConfig
+
+KEY, INTERP = 0, 1  # task ids
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class Layout:
+    config: FlashVideoConfig
+
+    @property
+    def header_len(self) -> int:
+        return 1 + self.config.text_len + 1  # task, text, SN
+
+    @property
+    def frame_len(self) -> int:
+        return self.header_len + self.config.frame_tokens
+
+    def max_len(self) -> int:
+        """Longest sequence: all key frames, or the densest interpolation."""
+        return self.frame_len * max(self.config.max_key_frames, self.config.max_interp_frames + 2)
+
+    def text_block(self, text_ids) -> torch.Tensor:
+        """Prompt word ids (1..n_text-1) -> (text_len,) unified ids, padded."""
+        c = self.config
+        text_ids = list(text_ids)
+        if not text_ids:
+            raise ValueError("empty prompt: describe the video, e.g. 'a red circle moves right'")
+        if len(text_ids) > c.text_len:
+            raise ValueError(f"prompt has {len(text_ids)} words; this model reads at most {c.text_len}")
+        if not all(1 <= t < c.n_text for t in text_ids):
+            raise ValueError(f"text ids must lie in [1, {c.n_text})")
+        padded = text_ids + [0] * (c.text_len - len(text_ids))
+        return torch.tensor(padded, dtype=torch.long) + c.text_offset
+
+    def header(self, task: int, text: torch.Tensor, sn: int) -> torch.Tensor:
+        """(header_len,) tokens: task, padded text (from `text_block`), SN_sn."""
+        c = self.config
+        if not 1 <= sn <= c.n_sn:
+            raise ValueError(f"serial number {sn} outside 1..{c.n_sn}")
+        return torch.cat([torch.tensor([c.task_offset + task]), text, torch.tensor([c.sn_offset + sn - 1])])
+
+    def _slots(self, task, text, sns, frames) -> torch.Tensor:
+        """Concatenate header(sn) + frame codes for each slot. frames (S, grid, grid), -1 = unknown."""
+        return torch.cat([torch.cat([self.header(task, text, sn), f.reshape(-1).long()])
+                          for sn, f in zip(sns, frames)])
+
+    # ---- key frames ------------------------------------------------------------------------
+    def key_sns(self, n_frames: int) -> list[int]:
+        if not 1 <= n_frames <= self.config.max_key_frames:
+            raise ValueError(f"key_frames={n_frames} outside 1..{self.config.max_key_frames}")
+        return list(range(1, n_frames + 1))
+
+    def key_sequence(self, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """frames (K, grid, grid) codes, -1 where unknown -> (K * frame_len,) tokens."""
+        return self._slots(KEY, text, self.key_sns(len(frames)), frames)
+
+    # ---- interpolation ---------------------------------------------------------------------
+    def interp_sns(self, n: int) -> list[int]:
+        """SN per slot: A gets 1, B gets n+2, the in-between frames 2..n+1."""
+        if not 1 <= n <= self.config.max_interp_frames:
+            raise ValueError(f"interp_frames={n} outside 1..{self.config.max_interp_frames}")
+        return [1, n + 2] + list(range(2, n + 2))
+
+    def interp_sequence(self, text: torch.Tensor, a, b, middle: torch.Tensor) -> torch.Tensor:
+        """a, b (grid, grid); middle (n, grid, grid), -1 where unknown -> ((n+2) * frame_len,)."""
+        frames = torch.cat([a[None], b[None], middle])
+        return self._slots(INTERP, text, self.interp_sns(len(middle)), frames)
+
+    @staticmethod
+    def interp_time_order(n: int) -> list[int]:
+        """Slot of each frame in time order: A, F_2..F_(n+1), B  ->  [0, 2, 3, .., n+1, 1]."""
+        return [0] + list(range(2, n + 2)) + [1]
+
+    # ---- positions and teacher forcing -----------------------------------------------------
+    def code_positions(self, slot: int) -> slice:
+        """Positions of slot's image codes in a sequence (slot is 0-based)."""
+        start = slot * self.frame_len + self.header_len
+        return slice(start, start + self.config.frame_tokens)
+
+    def targets(self, tokens: torch.Tensor, generated_slots) -> torch.Tensor:
+        """Teacher-forcing labels for the parallel form: targets[p] = tokens[p+1] when p+1 is an
+        image code of a slot the model must generate, else -100. Text, SN tokens, headers and
+        given frames never carry a loss. tokens (..., L) -> (..., L)."""
+        mask = torch.zeros(tokens.shape[-1], dtype=torch.bool)
+        for s in generated_slots:
+            mask[self.code_positions(s)] = True
+        targets = torch.full_like(tokens, -100)
+        targets[..., :-1] = torch.where(mask[1:], tokens[..., 1:], torch.full_like(tokens[..., 1:], -100))
+        return targets

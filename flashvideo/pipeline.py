@@ -1,0 +1,238 @@
+"""FlashVideoPipeline: text -> key frames -> redundant-free interpolation, yielding frames one at a time.
+
+    pipe = FlashVideoPipeline.from_pretrained()          # the shipped default, or a folder / Hub id
+    for ev in pipe.stream("a red circle moves right", key_frames=4, interp_frames=3, inherit_ratio=0.2):
+        ev.index, ev.kind, ev.image, ev.regions, ev.stats
+
+Order of events: the key frames (time index 0, n+1, 2(n+1), ...), then the in-between frames,
+F_2 of every pair, then F_3 of every pair, and so on (all pairs are decoded as one batch).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import FlashVideoConfig
+from .layout import INTERP, KEY, UNKNOWN, Layout
+from .regions import region_counts, region_labels, inherit_plan, token_regions, INHERITABLE
+from .retnet import RetNet
+from .sampling import Decoder
+from .tokenizer import Tokenizer, as_rgb_frame, load_tokenizer
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+@dataclass
+class FrameEvent:
+    index: int                      # position in the finished video (time order)
+    kind: str                       # "key" or "interpolated"
+    image: np.ndarray               # (H, W, 3) uint8
+    regions: np.ndarray | None      # (h, w) region names for interpolated frames, else None
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Video:
+    frames: np.ndarray              # (T, H, W, 3) uint8, time order
+    kinds: list                     # "key" / "interpolated" per frame
+    regions: list                   # (h, w) region names per frame, None for key frames
+    stats: dict = field(default_factory=dict)
+
+    def save(self, path, fps: int = 8, scale: int = 1) -> Path:
+        """Write a .gif or .mp4 (or any format imageio knows); scale > 1 enlarges by pixel repetition."""
+        import imageio.v2 as imageio
+
+        path = Path(path)
+        frames = self.frames.repeat(scale, axis=1).repeat(scale, axis=2) if scale > 1 else self.frames
+        if path.suffix.lower() == ".gif":
+            imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
+        elif path.suffix.lower() == ".mp4":
+            imageio.mimsave(path, list(frames), fps=fps, codec="libx264", pixelformat="yuv420p",
+                            macro_block_size=1)
+        else:
+            imageio.mimsave(path, list(frames))
+        return path
+
+
+def child_seed(seed: int, *path: int) -> int:
+    """An independent, reproducible seed for a sub-task (e.g. one key-frame pair)."""
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class FlashVideoPipeline:
+    def __init__(self, model: RetNet, tokenizer: Tokenizer):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config: FlashVideoConfig = model.config
+        self.layout = Layout(self.config)
+
+    # ---- loading and saving ------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike | None = None) -> "FlashVideoPipeline":
+        """Load a checkpoint folder (config.json, model.safetensors, tokenizer files), or a Hub repo id
+        ("org/name") through huggingface_hub.snapshot_download. No argument: the shipped default."""
+        folder = Path(path_or_id) if path_or_id is not None else DEFAULT_CHECKPOINT
+        if not folder.is_dir():
+            name = str(path_or_id)
+            if path_or_id is None or name.count("/") != 1 or name.startswith((".", "/")):
+                raise FileNotFoundError(f"no checkpoint folder at {folder} (and {name!r} is not a Hub repo id 'org/name')")
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.md"]))
+        return cls(load_model(folder), load_tokenizer(folder, FlashVideoConfig.load(folder / "config.json")))
+
+    def save_pretrained(self, folder) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder / "config.json")
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, folder / "model.safetensors")
+        self.tokenizer.save(folder)
+        return folder
+
+    # ---- input checks ------------------------------------------------------------------------
+    def check_settings(self, key_frames, interp_frames, inherit_ratio, temperature=1.0, top_k=None, seed=0):
+        c = self.config
+
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(msg)
+
+        def is_int(x):
+            return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+        need(is_int(key_frames) and 2 <= key_frames <= c.max_key_frames,
+             f"key_frames must be an integer in 2..{c.max_key_frames}, got {key_frames!r}")
+        need(is_int(interp_frames) and 0 <= interp_frames <= c.max_interp_frames,
+             f"interp_frames must be an integer in 0..{c.max_interp_frames}, got {interp_frames!r}")
+        need(isinstance(inherit_ratio, (int, float)) and 0.0 <= inherit_ratio <= 1.0,
+             f"inherit_ratio must be a number in [0, 1], got {inherit_ratio!r}")
+        need(isinstance(temperature, (int, float)) and 0.0 <= temperature <= 10.0,
+             f"temperature must be in [0, 10] (0 = greedy), got {temperature!r}")
+        need(top_k is None or (is_int(top_k) and 1 <= top_k <= c.n_codes),
+             f"top_k must be None or an integer in 1..{c.n_codes}, got {top_k!r}")
+        need(is_int(seed) and 0 <= seed < 2**63, f"seed must be a non-negative integer, got {seed!r}")
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("empty prompt: describe the video, e.g. 'a red circle moves right'")
+        return self.layout.text_block(self.tokenizer.encode_text(prompt))
+
+    def encode_image(self, image) -> torch.Tensor:
+        """Any image (PIL, array; any size or mode) -> (grid, grid) codes."""
+        frame = as_rgb_frame(image, self.tokenizer.image_size)
+        return self.tokenizer.encode_frames(frame[None])[0]
+
+    # ---- generation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def stream(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, inherit_ratio: float = 0.2,
+               seed: int = 0, first_frame=None, temperature: float = 1.0, top_k: int | None = None,
+               radius: int = 1, batch_pairs: bool = True):
+        """Yield a FrameEvent per frame as soon as it is decoded (see the module docstring for the order)."""
+        self.check_settings(key_frames, interp_frames, inherit_ratio, temperature, top_k, seed)
+        text = self.encode_prompt(prompt)
+        given = self.encode_image(first_frame) if first_frame is not None else None
+        L, G = self.layout, self.config.grid
+        t0 = time.perf_counter()
+        totals = {"sampled": 0, "inherited": 0, "steps": 0, "chunks": 0}
+
+        def event(index, kind, codes, sampled, inherited=0, regions=None):
+            totals["sampled"] += sampled
+            totals["inherited"] += inherited
+            stats = {"seconds": time.perf_counter() - t0, "tokens_sampled": sampled, "tokens_inherited": inherited,
+                     **{f"total_{k}": v for k, v in totals.items()}}
+            if regions is not None:
+                stats["regions"] = region_counts(regions)
+            labels = region_labels(regions) if regions is not None else None
+            return FrameEvent(index, kind, self.tokenizer.decode_frames(codes[None])[0], labels, stats)
+
+        # 1. key frames: T SN_1 F_1  T SN_2 F_2 ... (a given first frame is fed, not sampled)
+        stride = interp_frames + 1
+        dec = Decoder(self.model, [_generator(child_seed(seed, 0))], temperature, top_k)
+        keys = []
+        for k in range(1, key_frames + 1):
+            frame = given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)
+            plan = torch.cat([L.header(KEY, text, k), frame.flatten()])
+            codes = dec.run(plan[None])[0, L.header_len:].view(G, G)
+            keys.append(codes)
+            totals["steps"], totals["chunks"] = dec.counts["steps"], dec.counts["chunks"]
+            yield event((k - 1) * stride, "key", codes, sampled=int((frame == UNKNOWN).sum()))
+        if interp_frames == 0:
+            return
+
+        # 2. redundant-free interpolation of every key-frame pair
+        pairs = list(range(key_frames - 1))
+        gens = [_generator(child_seed(seed, 1, p)) for p in pairs]
+        regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
+        groups = [pairs] if batch_pairs else [[p] for p in pairs]
+        base = dict(totals)
+        for group in groups:
+            dec = Decoder(self.model, [gens[p] for p in group], temperature, top_k)
+            sns = L.interp_sns(interp_frames)
+            dec.feed(torch.stack([torch.cat([L.header(INTERP, text, sns[0]), keys[p].flatten(),
+                                             L.header(INTERP, text, sns[1]), keys[p + 1].flatten()])
+                                  for p in group]))
+            for j, sn in enumerate(sns[2:], start=1):  # in-between frame j of n (time order)
+                plan = torch.stack([torch.cat([L.header(INTERP, text, sn), inherit_plan(keys[p], regions[p]).flatten()])
+                                    for p in group])
+                codes = dec.run(plan)[:, L.header_len:].view(len(group), G, G)
+                totals["steps"] = base["steps"] + dec.counts["steps"]
+                totals["chunks"] = base["chunks"] + dec.counts["chunks"]
+                for row, p in enumerate(group):
+                    inherited = int((regions[p] == INHERITABLE).sum())
+                    yield event(p * stride + j, "interpolated", codes[row], G * G - inherited, inherited, regions[p])
+            base = {"steps": totals["steps"], "chunks": totals["chunks"]}
+
+    def __call__(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, **kwargs) -> Video:
+        n = key_frames + (key_frames - 1) * interp_frames
+        frames, kinds, regions, stats = [None] * n, [None] * n, [None] * n, {}
+        for ev in self.stream(prompt, key_frames=key_frames, interp_frames=interp_frames, **kwargs):
+            frames[ev.index], kinds[ev.index], regions[ev.index] = ev.image, ev.kind, ev.regions
+            stats = ev.stats
+        return Video(np.stack(frames), kinds, regions, stats)
+
+
+def load_model(folder: Path) -> RetNet:
+    """config.json + model.safetensors -> RetNet, with clear errors for every way it can be wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        hint = (f"; found pickle files {pickles}, which are never loaded (they can run code): convert them "
+                "with safetensors.torch.save_file") if pickles else ""
+        raise FileNotFoundError(f"{folder} has no model.safetensors{hint}")
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"{folder} has no config.json")
+    try:
+        config = FlashVideoConfig.load(folder / "config.json")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{folder / 'config.json'} is not a valid FlashVideo config: {e}") from e
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{weights} is not a readable safetensors file ({e}); pickles are refused") from e
+    model = RetNet(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs config {tuple(v.shape)}"
+             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{weights} does not match {folder / 'config.json'}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+    model.load_state_dict(tensors, strict=True)
+    return model.eval()

@@ -1,0 +1,203 @@
+"""RetNet decoder (Sun et al., 2023) with the FlashVideo changes: RMSNorm, GLU feed-forward, residuals.
+
+Retention has three forms that compute the same function (tests/test_retnet.py holds them equal):
+
+* parallel   -- the whole sequence at once, O(L^2): training.
+* chunkwise  -- blocks of `chunk_size` tokens, carrying a state between blocks: known spans.
+* recurrent  -- one token, O(1) work and memory per token: sampling.
+
+For one head with decay gamma, rotated queries q_n and keys k_m:
+
+    o_n = sum_{m<=n} gamma^(n-m) (q_n . k_m) v_m          (parallel)
+    S_n = gamma S_{n-1} + k_n^T v_n,   o_n = q_n S_n       (recurrent)
+
+We skip torchscale's extra normalisations of the decay mask (they exist for fp16 range at 7B scale
+and make the forms agree only approximately); the per-head RMSNorm after retention keeps the scale.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import FlashVideoConfig
+
+State = list  # one (B, H, dh, dh) tensor per layer, or None before the first token
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, *, eps: float = 1e-6, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+
+    def forward(self, x):
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x * self.weight if self.weight is not None else x
+
+
+def head_decays(config: FlashVideoConfig, frame_len: int) -> torch.Tensor:
+    """Per-head gamma, horizons 1/(1-gamma) log-spaced from `shortest_memory` tokens up to
+    `memory_frames` whole frames (header + codes), so the longest head sees the previous frames."""
+    longest = config.memory_frames * frame_len
+    horizons = torch.logspace(math.log10(config.shortest_memory), math.log10(longest), config.n_heads,
+                              dtype=torch.float64)
+    return (1 - 1 / horizons).float()  # (H,)
+
+
+def rotate(x: torch.Tensor, offset: int) -> torch.Tensor:
+    """Relative position rotation on interleaved pairs of x (B, H, L, d), positions offset..offset+L-1."""
+    d, n = x.shape[-1], x.shape[-2]
+    inv_freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d)
+    angle = torch.arange(offset, offset + n, dtype=torch.float32, device=x.device)[:, None] * inv_freq
+    cos, sin = angle.cos(), angle.sin()  # (L, d/2)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+def retention_parallel(q, k, v, gamma, state=None):
+    """Parallel form over a block; with an incoming state it is one step of the chunkwise form.
+
+    q, k, v (B, H, L, d); gamma (H,); state (B, H, d, d) or None.
+    Returns o (B, H, L, d) and the state after the block's last token."""
+    L = q.shape[2]
+    log_g = gamma.log()[:, None, None]  # (H, 1, 1)
+    n = torch.arange(L, device=q.device, dtype=q.dtype)
+    diff = n[:, None] - n[None, :]  # (L, L): n - m
+    decay = torch.exp(diff.clamp(min=0) * log_g).masked_fill(diff < 0, 0)  # (H, L, L): gamma^(n-m), causal
+    o = (q @ k.transpose(-1, -2) * decay) @ v  # (B, H, L, d)
+    k_decayed = k * torch.exp((L - 1 - n)[:, None] * log_g)  # (B, H, L, d): gamma^(L-1-m) k_m
+    new_state = k_decayed.transpose(-1, -2) @ v  # (B, H, d, d)
+    if state is not None:
+        o = o + (q * torch.exp((n + 1)[:, None] * log_g)) @ state  # gamma^(n+1) q_n S_prev
+        new_state = new_state + torch.exp(L * log_g) * state
+    return o, new_state
+
+
+def retention_chunkwise(q, k, v, gamma, state=None, chunk_size=64):
+    outs = []
+    for s in range(0, q.shape[2], chunk_size):
+        o, state = retention_parallel(q[:, :, s:s + chunk_size], k[:, :, s:s + chunk_size],
+                                      v[:, :, s:s + chunk_size], gamma, state)
+        outs.append(o)
+    return torch.cat(outs, dim=2), state
+
+
+def retention_recurrent(q, k, v, gamma, state=None):
+    """One token: q, k, v (B, H, 1, d)."""
+    kv = k.transpose(-1, -2) @ v  # (B, H, d, d)
+    state = kv if state is None else gamma[:, None, None] * state + kv
+    return q @ state, state
+
+
+class MultiScaleRetention(nn.Module):
+    def __init__(self, config: FlashVideoConfig, gammas: torch.Tensor):
+        super().__init__()
+        d = config.d_model
+        self.n_heads = config.n_heads
+        self.chunk_size = config.chunk_size
+        self.qkvg = nn.Linear(d, 4 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.head_norm = RMSNorm(d // config.n_heads, affine=False)
+        self.register_buffer("gamma", gammas, persistent=False)
+
+    def forward(self, x, state=None, offset=0, mode="parallel"):
+        B, L, D = x.shape
+        q, k, v, g = self.qkvg(x).chunk(4, dim=-1)
+        q, k, v = (t.view(B, L, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, L, dh)
+        q, k = rotate(q, offset), rotate(k, offset) * k.shape[-1] ** -0.5
+        if mode == "parallel":
+            o, state = retention_parallel(q, k, v, self.gamma, state)
+        elif mode == "chunkwise":
+            o, state = retention_chunkwise(q, k, v, self.gamma, state, self.chunk_size)
+        elif mode == "recurrent":
+            assert L == 1, "the recurrent form takes one token"
+            o, state = retention_recurrent(q, k, v, self.gamma, state)
+        else:
+            raise ValueError(f"unknown retention mode {mode!r}")
+        o = self.head_norm(o).transpose(1, 2).reshape(B, L, D)  # (B, L, D)
+        return self.out(F.silu(g) * o), state
+
+
+class GLU(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.up = nn.Linear(d, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        a, b = self.up(x).chunk(2, dim=-1)
+        return self.down(F.silu(a) * b)
+
+
+class Block(nn.Module):
+    def __init__(self, config: FlashVideoConfig, gammas: torch.Tensor):
+        super().__init__()
+        self.norm1 = RMSNorm(config.d_model)
+        self.retention = MultiScaleRetention(config, gammas)
+        self.norm2 = RMSNorm(config.d_model)
+        self.glu = GLU(config.d_model, int(config.ffn_mult * config.d_model))
+
+    def forward(self, x, state=None, offset=0, mode="parallel"):
+        y, state = self.retention(self.norm1(x), state, offset, mode)
+        x = x + y
+        return x + self.glu(self.norm2(x)), state
+
+
+class RetNet(nn.Module):
+    """Decoder over the unified token ids of `FlashVideoConfig`; predicts image codes only."""
+
+    def __init__(self, config: FlashVideoConfig):
+        super().__init__()
+        from .layout import Layout  # the frame length sets the decays
+
+        self.config = config
+        gammas = head_decays(config, Layout(config).frame_len)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config, gammas) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.n_codes, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # scaled init of the residual projections (GPT-2)
+            if name.endswith(("retention.out.weight", "glu.down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def hidden(self, idx, state: State | None = None, offset: int = 0, mode: str = "parallel"):
+        """idx (B, L) -> final hidden states (B, L, D) and the new per-layer state."""
+        x = self.embed(idx)
+        state = state or [None] * len(self.blocks)
+        new_state = []
+        for block, s in zip(self.blocks, state):
+            x, s = block(x, s, offset, mode)
+            new_state.append(s)
+        return self.norm(x), new_state
+
+    def forward(self, idx, targets=None):
+        """Training (parallel form). idx (B, L); targets (B, L), -100 where there is no loss.
+        Returns (logits, loss); with targets, logits only at the positions that carry a loss."""
+        h, _ = self.hidden(idx)
+        if targets is None:
+            return self.head(h), None
+        keep = targets != -100
+        logits = self.head(h[keep])  # (N, n_codes)
+        return logits, F.cross_entropy(logits, targets[keep])
+
+    @torch.no_grad()
+    def prefill(self, idx, state: State | None = None, offset: int = 0):
+        """Known tokens idx (B, L) at positions offset.. in one chunkwise pass.
+        Returns the logits for the next position (B, n_codes) and the new state."""
+        h, state = self.hidden(idx, state, offset, "chunkwise")
+        return self.head(h[:, -1]), state
+
+    @torch.no_grad()
+    def step(self, idx, state: State | None, offset: int):
+        """One token per row, idx (B,), at position offset (recurrent form)."""
+        h, state = self.hidden(idx[:, None], state, offset, "recurrent")
+        return self.head(h[:, -1]), state
