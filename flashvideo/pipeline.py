@@ -19,7 +19,7 @@ import torch
 
 from .config import FlashVideoConfig
 from .layout import INTERP, KEY, UNKNOWN, Layout
-from .regions import region_counts, region_labels, inherit_plan, token_regions, INHERITABLE
+from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
 from .retnet import RetNet
 from .sampling import Decoder
 from .tokenizer import Tokenizer, as_rgb_frame, load_tokenizer
@@ -135,6 +135,40 @@ class FlashVideoPipeline:
         return self.tokenizer.encode_frames(frame[None])[0]
 
     # ---- generation --------------------------------------------------------------------------
+    def key_frame_codes(self, text, key_frames, seed, given=None, temperature=1.0, top_k=None, counts=None):
+        """Yield the code grid (grid, grid) of key frames 1..K in turn: T SN_1 F_1  T SN_2 F_2 ...
+        A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled."""
+        L, G = self.layout, self.config.grid
+        dec = Decoder(self.model, [_generator(child_seed(seed, 0))], temperature, top_k, counts=counts)
+        for k in L.key_sns(key_frames):
+            frame = given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)
+            plan = torch.cat([L.header(KEY, text, k), frame.flatten()])
+            yield dec.run(plan[None])[0, L.header_len:].view(G, G)
+
+    def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, temperature=1.0, top_k=None,
+                            radius=1, batch_pairs=True, counts=None):
+        """Redundant-free interpolation between consecutive key frames (list of (grid, grid) codes).
+
+        Yields (pair, j, codes, regions): in-between frame j (1..n, time order) of pair p. Every pair
+        has its own generator (its region draw and its samples), so batching does not change frames."""
+        L, G = self.layout, self.config.grid
+        pairs = list(range(len(keys) - 1))
+        gens = [_generator(child_seed(seed, 1, p)) for p in pairs]
+        regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
+        sns = L.interp_sns(interp_frames)
+        for group in ([pairs] if batch_pairs else [[p] for p in pairs]):
+            dec = Decoder(self.model, [gens[p] for p in group], temperature, top_k, counts=counts)
+            # T SN_1 A  T SN_(n+2) B: known, one chunkwise pass
+            dec.feed(torch.stack([torch.cat([L.header(INTERP, text, sns[0]), keys[p].flatten(),
+                                             L.header(INTERP, text, sns[1]), keys[p + 1].flatten()])
+                                  for p in group]))
+            for j, sn in enumerate(sns[2:], start=1):  # T SN_(j+1) F_(j+1), inheritable codes copied from A
+                plan = torch.stack([torch.cat([L.header(INTERP, text, sn), inherit_plan(keys[p], regions[p]).flatten()])
+                                    for p in group])
+                codes = dec.run(plan)[:, L.header_len:].view(len(group), G, G)
+                for row, p in enumerate(group):
+                    yield p, j, codes[row], regions[p]
+
     @torch.no_grad()
     def stream(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, inherit_ratio: float = 0.2,
                seed: int = 0, first_frame=None, temperature: float = 1.0, top_k: int | None = None,
@@ -143,56 +177,34 @@ class FlashVideoPipeline:
         self.check_settings(key_frames, interp_frames, inherit_ratio, temperature, top_k, seed)
         text = self.encode_prompt(prompt)
         given = self.encode_image(first_frame) if first_frame is not None else None
-        L, G = self.layout, self.config.grid
+        tokens = self.config.frame_tokens
         t0 = time.perf_counter()
-        totals = {"sampled": 0, "inherited": 0, "steps": 0, "chunks": 0}
+        counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
+        inherited_total = 0
 
-        def event(index, kind, codes, sampled, inherited=0, regions=None):
-            totals["sampled"] += sampled
-            totals["inherited"] += inherited
-            stats = {"seconds": time.perf_counter() - t0, "tokens_sampled": sampled, "tokens_inherited": inherited,
-                     **{f"total_{k}": v for k, v in totals.items()}}
+        def event(index, kind, codes, regions=None):
+            inherited = int((regions == INHERITABLE).sum()) if regions is not None else 0
+            stats = {"seconds": time.perf_counter() - t0,
+                     "tokens_sampled": 0 if (index == 0 and given is not None) else tokens - inherited,
+                     "tokens_inherited": inherited, "total_inherited": inherited_total + inherited,
+                     **{f"total_{k}": v for k, v in counts.items()}}
             if regions is not None:
                 stats["regions"] = region_counts(regions)
             labels = region_labels(regions) if regions is not None else None
             return FrameEvent(index, kind, self.tokenizer.decode_frames(codes[None])[0], labels, stats)
 
-        # 1. key frames: T SN_1 F_1  T SN_2 F_2 ... (a given first frame is fed, not sampled)
         stride = interp_frames + 1
-        dec = Decoder(self.model, [_generator(child_seed(seed, 0))], temperature, top_k)
         keys = []
-        for k in range(1, key_frames + 1):
-            frame = given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)
-            plan = torch.cat([L.header(KEY, text, k), frame.flatten()])
-            codes = dec.run(plan[None])[0, L.header_len:].view(G, G)
+        for k, codes in enumerate(self.key_frame_codes(text, key_frames, seed, given, temperature, top_k, counts)):
             keys.append(codes)
-            totals["steps"], totals["chunks"] = dec.counts["steps"], dec.counts["chunks"]
-            yield event((k - 1) * stride, "key", codes, sampled=int((frame == UNKNOWN).sum()))
+            yield event(k * stride, "key", codes)
         if interp_frames == 0:
             return
-
-        # 2. redundant-free interpolation of every key-frame pair
-        pairs = list(range(key_frames - 1))
-        gens = [_generator(child_seed(seed, 1, p)) for p in pairs]
-        regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
-        groups = [pairs] if batch_pairs else [[p] for p in pairs]
-        base = dict(totals)
-        for group in groups:
-            dec = Decoder(self.model, [gens[p] for p in group], temperature, top_k)
-            sns = L.interp_sns(interp_frames)
-            dec.feed(torch.stack([torch.cat([L.header(INTERP, text, sns[0]), keys[p].flatten(),
-                                             L.header(INTERP, text, sns[1]), keys[p + 1].flatten()])
-                                  for p in group]))
-            for j, sn in enumerate(sns[2:], start=1):  # in-between frame j of n (time order)
-                plan = torch.stack([torch.cat([L.header(INTERP, text, sn), inherit_plan(keys[p], regions[p]).flatten()])
-                                    for p in group])
-                codes = dec.run(plan)[:, L.header_len:].view(len(group), G, G)
-                totals["steps"] = base["steps"] + dec.counts["steps"]
-                totals["chunks"] = base["chunks"] + dec.counts["chunks"]
-                for row, p in enumerate(group):
-                    inherited = int((regions[p] == INHERITABLE).sum())
-                    yield event(p * stride + j, "interpolated", codes[row], G * G - inherited, inherited, regions[p])
-            base = {"steps": totals["steps"], "chunks": totals["chunks"]}
+        for p, j, codes, regions in self.interpolation_codes(text, keys, interp_frames, inherit_ratio, seed,
+                                                            temperature, top_k, radius, batch_pairs, counts):
+            ev = event(p * stride + j, "interpolated", codes, regions)
+            inherited_total = ev.stats["total_inherited"]
+            yield ev
 
     def __call__(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, **kwargs) -> Video:
         n = key_frames + (key_frames - 1) * interp_frames

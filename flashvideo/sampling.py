@@ -9,7 +9,7 @@ rows share its batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -39,7 +39,13 @@ class Decoder:
     state: list | None = None
     pos: int = 0
     logits: torch.Tensor | None = None  # (B, n_codes): prediction for position `pos`
-    counts: dict = field(default_factory=lambda: {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0})
+    counts: dict | None = None  # running totals, may be shared between decoders
+
+    def __post_init__(self):
+        if self.counts is None:
+            self.counts = {}
+        for key in ("steps", "chunks", "sampled", "fed"):
+            self.counts.setdefault(key, 0)
 
     def feed(self, tokens: torch.Tensor) -> None:
         """Known tokens (B, n) in one chunkwise pass."""

@@ -1,0 +1,128 @@
+"""Generation with a tiny random model: streaming order, inheritance, batching, seeds, bad input."""
+import numpy as np
+import pytest
+import torch
+
+import flashvideo.sampling as sampling
+from flashvideo.regions import INHERITABLE, token_regions
+
+PROMPT = "a red circle moves right"
+
+
+def test_stream_yields_every_frame_once_in_order(tiny_pipe):
+    K, n = 4, 3
+    events = list(tiny_pipe.stream(PROMPT, key_frames=K, interp_frames=n, inherit_ratio=0.2, seed=1))
+    assert len(events) == K + (K - 1) * n
+    # key frames first, at 0, n+1, 2(n+1), ...; then the in-between frames
+    assert [e.index for e in events[:K]] == [0, 4, 8, 12]
+    assert all(e.kind == "key" and e.regions is None for e in events[:K])
+    assert all(e.kind == "interpolated" and e.regions.shape == (4, 4) for e in events[K:])
+    assert sorted(e.index for e in events) == list(range(len(events)))
+    assert all(e.image.shape == (16, 16, 3) and e.image.dtype == np.uint8 for e in events)
+    assert set(np.unique(np.concatenate([e.regions.ravel() for e in events[K:]]))) <= {
+        "different", "unstable", "stable", "inheritable"}
+
+
+def test_video_call_and_save(tiny_pipe, tmp_path):
+    video = tiny_pipe(PROMPT, key_frames=3, interp_frames=2, seed=0)
+    assert video.frames.shape == (3 + 2 * 2, 16, 16, 3)
+    assert video.kinds == ["key", "interpolated", "interpolated", "key", "interpolated", "interpolated", "key"]
+    import imageio.v3 as iio
+
+    for name in ("out.gif", "out.mp4"):
+        path = video.save(tmp_path / name, scale=2)
+        back = iio.imread(path, index=None)
+        assert back.shape[0] == 7 and back.shape[1:3] == (32, 32)
+
+
+def test_same_seed_same_video_and_different_seed_differs(tiny_pipe):
+    a = tiny_pipe(PROMPT, key_frames=3, interp_frames=2, seed=7).frames
+    b = tiny_pipe(PROMPT, key_frames=3, interp_frames=2, seed=7).frames
+    c = tiny_pipe(PROMPT, key_frames=3, interp_frames=2, seed=8).frames
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0])
+def test_batched_pairs_equal_one_pair_at_a_time(tiny_pipe, ratio):
+    kw = dict(key_frames=4, interp_frames=2, inherit_ratio=ratio, seed=3)
+    batched = tiny_pipe(PROMPT, batch_pairs=True, **kw)
+    single = tiny_pipe(PROMPT, batch_pairs=False, **kw)
+    assert np.array_equal(batched.frames, single.frames)
+    assert all((r1 is None and r2 is None) or np.array_equal(r1, r2) for r1, r2 in zip(batched.regions, single.regions))
+
+
+def similar_keys(G=4):
+    """Two pairs of key frames that differ in one token each, so most tokens are stable."""
+    a = torch.arange(G * G).view(G, G) % 16
+    b = a.clone()
+    b[0, 0] = (a[0, 0] + 1) % 16
+    c = b.clone()
+    c[3, 3] = (b[3, 3] + 1) % 16
+    return [a, b, c]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.2, 0.5, 1.0])
+def test_inherited_tokens_are_copied_never_sampled(tiny_pipe, monkeypatch, ratio):
+    calls = []
+    real = sampling.sample_token
+    monkeypatch.setattr(sampling, "sample_token", lambda *a, **k: calls.append(1) or real(*a, **k))
+    keys, n = similar_keys(), 3
+    text = tiny_pipe.encode_prompt(PROMPT)
+    counts = {}
+    out = list(tiny_pipe.interpolation_codes(text, keys, n, ratio, seed=0, counts=counts))
+    assert len(out) == 2 * n
+    inherited = 0
+    for p, j, codes, regions in out:
+        mask = regions == INHERITABLE
+        assert torch.equal(codes[mask], keys[p][mask])  # copied from key frame A
+        inherited += int(mask.sum())
+    total = 2 * n * 16
+    assert len(calls) == counts["sampled"] == total - inherited  # one sampler call per non-inherited token
+    # a position is a recurrent step if either pair samples there
+    union = sum(int(((out[0][3] != INHERITABLE) | (out[n][3] != INHERITABLE)).sum()) for _ in range(n))
+    assert counts["steps"] == union
+    if ratio == 1.0:
+        assert inherited == 2 * n * (16 - 4)  # all stable tokens: 16 minus 1 different and 3 unstable (corner)
+
+
+def test_region_map_drawn_from_pair_seed(tiny_pipe):
+    keys = similar_keys()
+    text = tiny_pipe.encode_prompt(PROMPT)
+    r1 = [r for *_, r in tiny_pipe.interpolation_codes(text, keys, 1, 0.5, seed=0)]
+    r2 = [r for *_, r in tiny_pipe.interpolation_codes(text, keys, 1, 0.5, seed=0)]
+    assert all(torch.equal(a, b) for a, b in zip(r1, r2))
+
+
+def test_first_frame_is_kept(tiny_pipe):
+    image = np.zeros((40, 30), np.uint8)  # grey and the wrong size: converted and resized
+    given = tiny_pipe.encode_image(image)
+    text = tiny_pipe.encode_prompt(PROMPT)
+    counts = {}
+    keys = list(tiny_pipe.key_frame_codes(text, 3, seed=0, given=given, counts=counts))
+    assert torch.equal(keys[0], given)
+    assert counts["sampled"] == 2 * 16
+    events = list(tiny_pipe.stream(PROMPT, key_frames=2, interp_frames=0, first_frame=image))
+    assert events[0].stats["tokens_sampled"] == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prompt=""), "empty prompt"),
+    (dict(prompt="   "), "empty prompt"),
+    (dict(prompt="a green circle moves right"), "green"),
+    (dict(prompt="red red red red red"), "at most"),
+    (dict(key_frames=1), "key_frames"),
+    (dict(key_frames=6), "key_frames"),
+    (dict(key_frames=2.5), "key_frames"),
+    (dict(interp_frames=5), "interp_frames"),
+    (dict(interp_frames=-1), "interp_frames"),
+    (dict(inherit_ratio=1.5), "inherit_ratio"),
+    (dict(inherit_ratio="0.2"), "inherit_ratio"),
+    (dict(temperature=-1), "temperature"),
+    (dict(top_k=0), "top_k"),
+    (dict(seed=-3), "seed"),
+    (dict(first_frame=np.zeros((3,))), "image"),
+])
+def test_bad_input_is_a_clear_value_error(tiny_pipe, kwargs, match):
+    kw = {"prompt": PROMPT, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        next(iter(tiny_pipe.stream(kw.pop("prompt"), **kw)))
