@@ -43,6 +43,56 @@ def cmd_generate(args) -> None:
           f"inherited {stats['total_inherited']}, recurrent steps {stats['total_steps']}")
 
 
+def cmd_train_tokenizer(args) -> None:
+    import itertools
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from .tokenizer import VQTokenizer, WordTokenizer
+    from .train import frame_stream, make_source
+    from .train_tokenizer import evaluate_tokenizer, train_tokenizer
+
+    source = make_source(args.data, args.image_size)
+    vq_kwargs = dict(image_size=args.image_size, downsample=args.downsample, n_codes=args.codes,
+                     code_dim=args.code_dim, channels=args.channels)
+    vq, metrics = train_tokenizer(frame_stream(source, args.seed), vq_kwargs=vq_kwargs, steps=args.steps,
+                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    held = heldout_frames(args.data, source, args.image_size)
+    report = {"train": {k: v for k, v in metrics.items() if k != "history"}, "heldout": evaluate_tokenizer(vq, held)}
+    out = Path(args.out)
+    VQTokenizer(WordTokenizer(source.vocabulary()), vq).save(out)
+    (out / "tokenizer_metrics.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["heldout"]), f"-> {out}")
+
+
+def heldout_frames(data, source, size, n_clips: int = 64):
+    """Frames the tokenizer never trained on: the shapes world's held-out combinations, or the last
+    clips of a folder dataset."""
+    import numpy as np
+
+    if data == "shapes":
+        from .data import shapes
+
+        return np.concatenate([shapes.make_clip(10**9 + i, [0, 2.5, 5], "heldout", size).frames
+                               for i in range(n_clips)])
+    return np.concatenate([source.data[i].frames[::4] for i in range(max(0, len(source.data) - 8), len(source.data))])
+
+
+def cmd_train(args) -> None:
+    import json
+
+    from .train import TrainConfig, train
+
+    model = json.loads(args.model_config) if args.model_config else {}
+    tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
+                     batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                     save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
+                     export=args.export or "", resume=args.resume, model=model)
+    train(tc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flashvideo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +104,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fps", type=int, default=8)
     g.add_argument("--scale", type=int, default=4, help="enlarge frames by pixel repetition")
     g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train-tokenizer", help="train the VQ frame tokenizer (and the word vocabulary)")
+    t.add_argument("--data", default="shapes", help="'shapes' or a dataset folder (UCF-101 or BAIR style)")
+    t.add_argument("--out", default="runs/tokenizer")
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--image-size", type=int, default=64)
+    t.add_argument("--downsample", type=int, default=8)
+    t.add_argument("--codes", type=int, default=512)
+    t.add_argument("--code-dim", type=int, default=32)
+    t.add_argument("--channels", type=int, default=64)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train_tokenizer)
+
+    m = sub.add_parser("train", help="train the RetNet (runs under torchrun too)")
+    m.add_argument("--data", default="shapes", help="'shapes' or a dataset folder (UCF-101 or BAIR style)")
+    m.add_argument("--tokenizer", default="runs/tokenizer", help="folder written by train-tokenizer")
+    m.add_argument("--out", default="runs/shapes", help="checkpoints, log.jsonl and samples go here")
+    m.add_argument("--steps", type=int, default=3000)
+    m.add_argument("--batch-size", type=int, default=16)
+    m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--warmup", type=int, default=200)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--save-every", type=int, default=200)
+    m.add_argument("--sample-every", type=int, default=500)
+    m.add_argument("--log-every", type=int, default=10)
+    m.add_argument("--model-config", default="", help='JSON overrides, e.g. \'{"d_model": 192, "n_layers": 4}\'')
+    m.add_argument("--export", default="", help="write the final pipeline folder here (e.g. checkpoints/shapes)")
+    m.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    m.set_defaults(func=cmd_train)
     return parser
 
 

@@ -193,11 +193,11 @@ class RetNet(nn.Module):
     def prefill(self, idx, state: State | None = None, offset: int = 0):
         """Known tokens idx (B, L) at positions offset.. in one chunkwise pass.
         Returns the logits for the next position (B, n_codes) and the new state."""
-        h, state = self.hidden(idx, state, offset, "chunkwise")
+        h, state = self.hidden(idx.to(self.head.weight.device), state, offset, "chunkwise")
         return self.head(h[:, -1]), state
 
     @torch.no_grad()
     def step(self, idx, state: State | None, offset: int):
         """One token per row, idx (B,), at position offset (recurrent form)."""
-        h, state = self.hidden(idx[:, None], state, offset, "recurrent")
+        h, state = self.hidden(idx[:, None].to(self.head.weight.device), state, offset, "recurrent")
         return self.head(h[:, -1]), state

@@ -20,8 +20,8 @@ def sample_token(logits: torch.Tensor, generator: torch.Generator, temperature: 
                  top_k: int | None = None) -> int:
     """One code from logits (n_codes,): temperature, top-k, softmax, multinomial. temperature 0 = argmax."""
     if temperature == 0:
-        return int(logits.argmax())
-    logits = logits.float() / temperature
+        return int(logits.argmax())  # the first maximum, on any device
+    logits = logits.float().cpu() / temperature
     if top_k is not None and top_k < logits.numel():
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -1,0 +1,307 @@
+"""Teacher-forced training of the FlashVideo RetNet over both layouts (parallel form).
+
+Each batch is one task, drawn at random:
+* key frames: K in 2..max_key_frames frames at t = 0..K-1; with probability `p_given` the first frame
+  is given (prediction) and carries no loss;
+* interpolation: n in 1..max_interp_frames frames between key frames at t0 and t0+1, the loss on the
+  n in-between frames only.
+
+Runs alone or under `torchrun --nproc_per_node=N` (DDP: gloo on CPU, nccl on GPU). The data of step s
+on rank r come from the generator seeded with (seed, rank, s): ranks see different clips, and a resumed
+run sees exactly the data it would have seen. Checkpoints are whole folders written under a temporary
+name and renamed into place, so a kill at any moment leaves the last complete one; Ctrl-C saves first.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .config import FlashVideoConfig
+from .layout import Layout
+from .pipeline import FlashVideoPipeline, load_model
+from .retnet import RetNet
+from .tokenizer import Tokenizer, load_tokenizer
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+class ShapesSource:
+    """Clips of the built-in shapes world, training combinations only. Time is in key-frame intervals."""
+
+    def __init__(self, size: int):
+        from .data import shapes
+
+        self.shapes, self.size, self.t_max = shapes, size, shapes.T_MAX
+
+    def sample(self, rng: np.random.Generator, times) -> tuple[str, np.ndarray]:
+        clip = self.shapes.make_clip(int(rng.integers(2**62)), times, "train", self.size)
+        return clip.prompt, clip.frames
+
+    def vocabulary(self) -> list[str]:
+        return self.shapes.vocabulary()
+
+    def prompts(self) -> list[str]:
+        return [self.shapes.make_prompt(*c) for c in self.shapes.ALL_COMBOS]
+
+
+class FolderSource:
+    """Clips of a folder dataset; t maps to the nearest frame, the clip spanning t in [0, t_max]."""
+
+    def __init__(self, root, size: int, n_frames: int, t_max: float):
+        from .data.folder import FrameFolder, VideoFolder
+
+        root = Path(root)
+        has_videos = any(p.suffix.lower() in (".avi", ".mp4", ".gif") for p in root.rglob("*"))
+        self.data = (VideoFolder if has_videos else FrameFolder)(root, size=size, n_frames=n_frames)
+        self.t_max = t_max
+
+    def sample(self, rng, times) -> tuple[str, np.ndarray]:
+        clip = self.data[int(rng.integers(len(self.data)))]
+        frames = clip.frames
+        idx = [min(len(frames) - 1, round(t * (len(frames) - 1) / self.t_max)) for t in times]
+        return clip.prompt, frames[idx]
+
+    def vocabulary(self) -> list[str]:
+        return self.data.vocabulary()
+
+    def prompts(self) -> list[str]:
+        return [caption for caption, _ in self.data.items]
+
+
+def make_source(data: str, size: int, config: FlashVideoConfig | None = None):
+    if data == "shapes":
+        return ShapesSource(size)
+    max_key = config.max_key_frames if config else 8
+    return FolderSource(data, size, n_frames=16, t_max=max_key - 1)
+
+
+def frame_stream(source, seed: int = 0, per_clip: int = 4):
+    """Endless uint8 frame arrays (per_clip, H, W, 3) at random times, for tokenizer training."""
+    rng = np.random.default_rng([seed, 7])
+    while True:
+        yield source.sample(rng, sorted(rng.uniform(0, source.t_max, per_clip)))[1]
+
+
+def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
+               p_given: float):
+    """-> tokens (B, L), targets (B, L), and a short description of the task."""
+    c = layout.config
+    t_max = min(source.t_max, c.max_key_frames - 1)
+    if rng.random() < p_interp:
+        n = int(rng.integers(1, c.max_interp_frames + 1))
+        t0 = float(rng.integers(0, int(t_max)))
+        times = [t0, t0 + 1] + [t0 + j / (n + 1) for j in range(1, n + 1)]  # slot order: A, B, middle
+        generated, task = range(2, n + 2), f"interp n={n}"
+    else:
+        k = int(rng.integers(2, int(t_max) + 2))
+        given = rng.random() < p_given
+        times, generated, task = list(range(k)), range(1 if given else 0, k), f"key K={k}{' +first' if given else ''}"
+    clips = [source.sample(rng, times) for _ in range(batch_size)]
+    codes = tokenizer.encode_frames(np.concatenate([f for _, f in clips])).view(batch_size, len(times), c.grid, c.grid)
+    seqs = []
+    for (prompt, _), cl in zip(clips, codes):
+        text = layout.text_block(tokenizer.encode_text(prompt))
+        seqs.append(layout.interp_sequence(text, cl[0], cl[1], cl[2:]) if task.startswith("interp")
+                    else layout.key_sequence(text, cl))
+    tokens = torch.stack(seqs)
+    return tokens, layout.targets(tokens, generated), task
+
+
+# ------------------------------------------------------------------------------------------ training
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/shapes"
+    tokenizer: str = "runs/tokenizer"     # folder with tokenizer.json + tokenizer.safetensors
+    data: str = "shapes"                   # "shapes" or a dataset folder
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 200
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    p_interp: float = 0.5
+    p_given: float = 0.25
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 200
+    sample_every: int = 500
+    sample_prompt: str = ""
+    export: str = ""                       # write the final pipeline folder here
+    resume: bool = False
+    model: dict = field(default_factory=dict)  # FlashVideoConfig overrides (d_model, n_layers, ...)
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    progress = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    return tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def load_tokenizer_folder(folder) -> Tokenizer:
+    """A tokenizer folder made by `train-tokenizer`, with no model config yet."""
+    folder = Path(folder)
+    meta_path = folder / "tokenizer.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} is missing: train one with `python -m flashvideo train-tokenizer`")
+    meta = json.loads(meta_path.read_text())
+    vq = meta["vq"]
+    probe = FlashVideoConfig(image_size=vq["image_size"], grid=vq["image_size"] // vq["downsample"],
+                             n_codes=vq["n_codes"], n_text=len(meta["vocab"]) + 1)
+    return load_tokenizer(folder, probe)
+
+
+def _optimizer(model: RetNet, tc: TrainConfig):
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.95))
+
+
+def save_checkpoint(out: Path, step: int, model: RetNet, tokenizer: Tokenizer, opt, tc: TrainConfig) -> Path:
+    """out/step-NNNNNN (pipeline folder + optimizer.safetensors + trainer_state.json), written atomically."""
+    from safetensors.torch import save_file
+
+    final = out / f"step-{step:07d}"
+    tmp = out / f".tmp-step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    FlashVideoPipeline(model, tokenizer).save_pretrained(tmp)
+    opt_state = opt.state_dict()
+    tensors = {f"{i}.{k}": v.contiguous() for i, s in opt_state["state"].items() for k, v in s.items()}
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "train": tc.__dict__}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    latest_tmp = out / ".latest.tmp"
+    latest_tmp.write_text(final.name)
+    os.replace(latest_tmp, out / "latest")
+    for old in sorted(out.glob("step-*"))[:-2]:  # keep the last two
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(out: Path, model: RetNet, opt) -> int:
+    from safetensors.torch import load_file
+
+    pointer = out / "latest"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint in {out} (no 'latest' file)")
+    folder = out / pointer.read_text().strip()
+    saved = load_model(folder)  # validates the config and shapes, safetensors only
+    if saved.config != model.config:
+        raise ValueError(f"--resume: {folder} was trained with a different model config:\n"
+                         f"  checkpoint {saved.config}\n  requested  {model.config}")
+    model.load_state_dict(saved.state_dict())
+    tensors = load_file(folder / "optimizer.safetensors")
+    state = opt.state_dict()
+    for key, value in tensors.items():
+        i, name = key.split(".", 1)
+        state["state"].setdefault(int(i), {})[name] = value
+    opt.load_state_dict(state)
+    return json.loads((folder / "trainer_state.json").read_text())["step"]
+
+
+def train(tc: TrainConfig) -> Path:
+    from tqdm import tqdm
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    main = rank == 0
+
+    tokenizer = load_tokenizer_folder(tc.tokenizer)
+    source = make_source(tc.data, tokenizer.image_size)
+    words = tokenizer.vocabulary
+    missing = sorted(set(source.vocabulary()) - set(words))
+    if missing:
+        raise ValueError(f"the tokenizer in {tc.tokenizer} does not know the dataset's words {missing[:20]}")
+    text_len = max(len(tokenizer.encode_text(p)) for p in source.prompts())
+    config = FlashVideoConfig(**{"image_size": tokenizer.image_size, "grid": tokenizer.grid, "n_codes": tokenizer.n_codes,
+                                 "n_text": tokenizer.n_text, "text_len": text_len, **tc.model})
+    layout = Layout(config)
+    torch.manual_seed(tc.seed)
+    model = RetNet(config).to(device)
+    opt = _optimizer(model, tc)
+    out = Path(tc.out)
+    start = load_checkpoint(out, model, opt) if tc.resume else 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    log = open(out / "log.jsonl", "a") if main else None
+
+    stop = {"now": False}
+
+    def request_stop(*_):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    step, t0, tokens_seen = start, time.perf_counter(), 0
+    bar = tqdm(total=tc.steps, initial=start, desc="train", disable=not main, dynamic_ncols=True)
+    try:
+        while step < tc.steps and not stop["now"]:
+            rng = np.random.default_rng([tc.seed, rank, step])
+            tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given)
+            tokens, targets = tokens.to(device), targets.to(device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, tc)
+            model.train()
+            _, loss = ddp(tokens, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            step += 1
+            tokens_seen += tokens.numel() * world
+            if main:
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}", task=task)
+                if step % tc.log_every == 0 or step == tc.steps:
+                    elapsed = time.perf_counter() - t0
+                    log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "task": task,
+                                          "lr": round(lr_at(step - 1, tc), 6), "grad_norm": round(float(grad_norm), 3),
+                                          "tokens_per_s": round(tokens_seen / elapsed), "elapsed_s": round(elapsed, 1)}) + "\n")
+                    log.flush()
+                if step % tc.save_every == 0:
+                    save_checkpoint(out, step, model, tokenizer, opt, tc)
+                if tc.sample_every and step % tc.sample_every == 0:
+                    write_sample(model, tokenizer, source, out / "samples" / f"step-{step:07d}.gif", tc.sample_prompt)
+    except KeyboardInterrupt:
+        stop["now"] = True
+    finally:
+        bar.close()
+    if main:
+        final = save_checkpoint(out, step, model, tokenizer, opt, tc)
+        if stop["now"]:
+            print(f"stopped at step {step}; resume with --resume (checkpoint {final})")
+        elif tc.export:
+            FlashVideoPipeline(model.cpu().eval(), tokenizer).save_pretrained(tc.export)
+            print(f"exported the trained pipeline to {tc.export}")
+        log.close()
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / f"step-{step:07d}"
+
+
+def write_sample(model, tokenizer, source, path: Path, prompt: str = "") -> None:
+    prompt = prompt or "a red circle moves right"
+    model.eval()
+    try:
+        FlashVideoPipeline(model, tokenizer)(prompt, key_frames=4, interp_frames=1, seed=0).save(path, scale=2)
+    except ValueError as e:  # e.g. a folder dataset whose words do not include the default prompt's
+        print(f"sample skipped: {e}")
