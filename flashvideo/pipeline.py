@@ -70,6 +70,8 @@ def _generator(seed: int) -> torch.Generator:
 
 
 class FlashVideoPipeline:
+    chunked_prefill = True  # known spans through the chunkwise form (False: token by token, for benchmarks)
+
     def __init__(self, model: RetNet, tokenizer: Tokenizer):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -139,7 +141,8 @@ class FlashVideoPipeline:
         """Yield the code grid (grid, grid) of key frames 1..K in turn: T SN_1 F_1  T SN_2 F_2 ...
         A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled."""
         L, G = self.layout, self.config.grid
-        dec = Decoder(self.model, [_generator(child_seed(seed, 0))], temperature, top_k, counts=counts)
+        dec = Decoder(self.model, [_generator(child_seed(seed, 0))], temperature, top_k,
+                      counts=counts, chunked=self.chunked_prefill)
         for k in L.key_sns(key_frames):
             frame = given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)
             plan = torch.cat([L.header(KEY, text, k), frame.flatten()])
@@ -157,7 +160,8 @@ class FlashVideoPipeline:
         regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
         sns = L.interp_sns(interp_frames)
         for group in ([pairs] if batch_pairs else [[p] for p in pairs]):
-            dec = Decoder(self.model, [gens[p] for p in group], temperature, top_k, counts=counts)
+            dec = Decoder(self.model, [gens[p] for p in group], temperature, top_k,
+                          counts=counts, chunked=self.chunked_prefill)
             # T SN_1 A  T SN_(n+2) B: known, one chunkwise pass
             dec.feed(torch.stack([torch.cat([L.header(INTERP, text, sns[0]), keys[p].flatten(),
                                              L.header(INTERP, text, sns[1]), keys[p + 1].flatten()])

@@ -40,6 +40,7 @@ class Decoder:
     pos: int = 0
     logits: torch.Tensor | None = None  # (B, n_codes): prediction for position `pos`
     counts: dict | None = None  # running totals, may be shared between decoders
+    chunked: bool = True        # False: known tokens also take one recurrent step each (for comparison)
 
     def __post_init__(self):
         if self.counts is None:
@@ -49,10 +50,16 @@ class Decoder:
 
     def feed(self, tokens: torch.Tensor) -> None:
         """Known tokens (B, n) in one chunkwise pass."""
+        self.counts["fed"] += tokens.numel()
+        if not self.chunked:
+            for i in range(tokens.shape[1]):
+                self.logits, self.state = self.model.step(tokens[:, i], self.state, self.pos)
+                self.pos += 1
+                self.counts["steps"] += 1
+            return
         self.logits, self.state = self.model.prefill(tokens, self.state, self.pos)
         self.pos += tokens.shape[1]
         self.counts["chunks"] += 1
-        self.counts["fed"] += tokens.numel()
 
     def run(self, plan: torch.Tensor) -> torch.Tensor:
         """Fill the -1 entries of plan (B, n) by sampling; return the completed tokens."""
