@@ -89,8 +89,14 @@ def cmd_train(args) -> None:
     tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
                      batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
-                     export=args.export or "", resume=args.resume, model=model)
+                     export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model)
     train(tc)
+
+
+def cmd_eval(args) -> None:
+    from .evaluate import main as eval_main
+
+    eval_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model-config", default="", help='JSON overrides, e.g. \'{"d_model": 192, "n_layers": 4}\'')
     m.add_argument("--export", default="", help="write the final pipeline folder here (e.g. checkpoints/shapes)")
     m.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    m.add_argument("--stop-at", type=int, default=0, help="stop at this step with a checkpoint (resume later)")
     m.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="score a checkpoint on the shapes world (markdown + JSON)")
+    e.add_argument("--model", default=None, help="checkpoint folder or Hub repo id (default: the shipped model)")
+    e.add_argument("--out", default="runs/eval")
+    e.add_argument("--seen", type=int, default=45, help="training combinations to test adherence on")
+    e.add_argument("--clips", type=int, default=24, help="clips for prediction / interpolation / tokenizer scores")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -13,6 +13,7 @@ name and renamed into place, so a kill at any moment leaves the last complete on
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -140,6 +141,7 @@ class TrainConfig:
     sample_prompt: str = ""
     export: str = ""                       # write the final pipeline folder here
     resume: bool = False
+    stop_at: int = 0                       # stop (with a checkpoint) at this step; --resume goes on
     model: dict = field(default_factory=dict)  # FlashVideoConfig overrides (d_model, n_layers, ...)
 
 
@@ -250,12 +252,14 @@ def train(tc: TrainConfig) -> Path:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, request_stop)
-    step, t0, tokens_seen = start, time.perf_counter(), 0
+    step, t0, tokens_seen, data_digest = start, time.perf_counter(), 0, hashlib.sha256()
     bar = tqdm(total=tc.steps, initial=start, desc="train", disable=not main, dynamic_ncols=True)
     try:
-        while step < tc.steps and not stop["now"]:
+        end = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
+        while step < end and not stop["now"]:
             rng = np.random.default_rng([tc.seed, rank, step])
             tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given)
+            data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, tc)
@@ -286,14 +290,17 @@ def train(tc: TrainConfig) -> Path:
         bar.close()
     if main:
         final = save_checkpoint(out, step, model, tokenizer, opt, tc)
-        if stop["now"]:
+        if step < tc.steps:
             print(f"stopped at step {step}; resume with --resume (checkpoint {final})")
         elif tc.export:
             FlashVideoPipeline(model.cpu().eval(), tokenizer).save_pretrained(tc.export)
             print(f"exported the trained pipeline to {tc.export}")
         log.close()
-    if distributed:
+    if distributed:  # each rank records what it trained on and what it ended with
+        weights = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters()))
         dist.barrier()
+        (out / f"rank-{rank}.json").write_text(json.dumps(
+            {"step": step, "weights_sha256": weights.hexdigest(), "data_sha256": data_digest.hexdigest()}))
         dist.destroy_process_group()
     return out / f"step-{step:07d}"
 

@@ -1,0 +1,128 @@
+"""Training: loss goes down, resume is exact, SIGKILL loses at most one interval, DDP ranks agree,
+folder datasets train, bad --resume is a clear error."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from flashvideo.data import shapes
+from flashvideo.tokenizer import VQTokenizer, VQVAE, WordTokenizer
+from flashvideo.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"d_model": 32, "n_heads": 2, "n_layers": 1, "max_key_frames": 3, "max_interp_frames": 2}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tok")
+    vq = VQVAE(image_size=32, downsample=8, n_codes=16, code_dim=8, channels=16, n_res=1)
+    VQTokenizer(WordTokenizer(shapes.vocabulary()), vq).save(folder)
+    return folder
+
+
+def config(tokenizer_dir, out, **kw):
+    return TrainConfig(**{**dict(out=str(out), tokenizer=str(tokenizer_dir), steps=4, batch_size=2, warmup=2,
+                                 save_every=2, sample_every=0, log_every=1, model=TINY), **kw})
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def test_training_lowers_the_loss(tokenizer_dir, tmp_path):
+    train(config(tokenizer_dir, tmp_path / "a", steps=40, lr=3e-3, save_every=40))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_resume_is_exact(tokenizer_dir, tmp_path):
+    straight = train(config(tokenizer_dir, tmp_path / "straight", steps=6))
+    train(config(tokenizer_dir, tmp_path / "split", steps=6, stop_at=4))
+    resumed = train(config(tokenizer_dir, tmp_path / "split", steps=6, resume=True))
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_bad_resume(tokenizer_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(config(tokenizer_dir, tmp_path / "none", resume=True))
+    train(config(tokenizer_dir, tmp_path / "c", steps=2))
+    with pytest.raises(ValueError, match="different model config"):
+        train(config(tokenizer_dir, tmp_path / "c", steps=4, resume=True, model={**TINY, "d_model": 64}))
+
+
+def cli(*args):
+    return [sys.executable, "-m", "flashvideo", *map(str, args)]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigkill_then_resume_loses_at_most_one_interval(tokenizer_dir, tmp_path):
+    out = tmp_path / "k"
+    args = ["train", "--tokenizer", tokenizer_dir, "--out", out, "--steps", 400, "--batch-size", 2,
+            "--save-every", 3, "--sample-every", 0, "--log-every", 1, "--model-config", json.dumps(TINY)]
+    proc = subprocess.Popen(cli(*args), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline and not (out / "latest").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "latest").exists(), "no checkpoint was written before the kill"
+    logged = max(json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines())
+    saved = int((out / "latest").read_text().split("-")[1])
+    assert 0 <= logged - saved < 3  # lost less than one save interval
+    args[args.index("--steps") + 1] = saved + 2
+    subprocess.run(cli(*args, "--resume"), env=ENV, check=True, capture_output=True, timeout=120)
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps[-2:] == [saved + 1, saved + 2]
+
+
+def test_ddp_two_processes_end_with_identical_weights(tokenizer_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "flashvideo", "train", "--tokenizer", str(tokenizer_dir), "--out", str(out), "--steps", "3",
+           "--batch-size", "2", "--save-every", "3", "--sample-every", "0", "--model-config", json.dumps(TINY)]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (json.loads((out / f"rank-{r}.json").read_text()) for r in (0, 1))
+    assert r0["step"] == r1["step"] == 3
+    assert r0["weights_sha256"] == r1["weights_sha256"]   # gradients were all-reduced
+    assert r0["data_sha256"] != r1["data_sha256"]         # each rank saw different clips
+
+
+def test_folder_dataset_trains(tmp_path):
+    root = tmp_path / "ucf"
+    rng = np.random.default_rng(0)
+    for cls in ("JumpRope", "ApplyEyeMakeup"):
+        (root / cls).mkdir(parents=True)
+        for v in range(2):
+            frames = rng.integers(0, 255, (10, 40, 48, 3), dtype=np.uint8)
+            imageio.mimsave(root / cls / f"v{v}.gif", list(frames))
+    tok, out = tmp_path / "tok", tmp_path / "run"
+    subprocess.run(cli("train-tokenizer", "--data", root, "--out", tok, "--steps", 3, "--batch-size", 4,
+                       "--image-size", 32, "--codes", 16, "--channels", 16, "--code-dim", 8),
+                   env=ENV, check=True, capture_output=True, timeout=120)
+    assert json.loads((tok / "tokenizer.json").read_text())["vocab"] == ["apply", "eye", "jump", "makeup", "rope"]
+    res = subprocess.run(cli("train", "--data", root, "--tokenizer", tok, "--out", out, "--steps", 2, "--batch-size", 2,
+                             "--sample-every", 0, "--model-config", json.dumps(TINY)),
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "latest").exists()
+    cfg = json.loads((out / (out / "latest").read_text() / "config.json").read_text())
+    assert cfg["text_len"] == 3  # "apply eye makeup"
