@@ -1,14 +1,142 @@
-"""FlashVideo demo (Gradio). Placeholder until the app lands: it starts, and says so."""
+"""FlashVideo demo: a thin Gradio shell over FlashVideoPipeline (all logic: flashvideo/demo.py).
+
+    python app.py                                   # http://127.0.0.1:7860, model checkpoints/shapes
+    FLASHVIDEO_MODEL=org/name python app.py         # a Hub repo id or another checkpoint folder
+
+Frames stream in as they are decoded: the key frames first, then the frames between every pair of
+key frames (all pairs in one batch). The region view shows each in-between frame's token grid:
+which tokens differ between its key frames, which are unstable, which were inherited (copied
+instead of sampled) and which were generated although stable.
+"""
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-with gr.Blocks(title="FlashVideo") as demo:
-    gr.Markdown("# FlashVideo\nThe interactive demo is not built yet. Meanwhile: "
-                "`python -m flashvideo generate \"a red circle moves right\" --out out.gif`.")
+from flashvideo import demo as lib
+from flashvideo.config import FlashVideoConfig
+from flashvideo.data import shapes
+
+LAUNCH_KWARGS = dict(show_error=True, max_file_size="5mb")
+DESCRIPTION = """# 🎞️ FlashVideo: text to video with a RetNet
+Key frames are decoded first, each after the prompt and its **serial-number** token; then the frames
+between every two key frames are **interpolated**, all pairs in one batch. Tokens that are stable
+between two key frames can be **inherited** (copied, not sampled): ρ sets how many."""
+CSS = """
+.region-view img, .live-view img, .strip img { image-rendering: pixelated; }
+#warning { border: 1px solid #f59e0b; border-radius: 8px; padding: 4px 12px; }
+"""
+
+
+def build_demo(model_id=None) -> gr.Blocks:
+    """The app for one model (a folder or Hub repo id; None: $FLASHVIDEO_MODEL or checkpoints/shapes).
+    If the model cannot be loaded yet, the app still builds and says why."""
+    try:
+        pipe = lib.load_pipeline(model_id)
+        config, vocabulary, problem = pipe.config, pipe.tokenizer.vocabulary, None
+    except Exception as e:  # missing default checkpoint, bad folder, Hub unreachable: say so, keep serving
+        config, problem = FlashVideoConfig(), lib.missing_model_message(model_id, e)
+        vocabulary = shapes.vocabulary() if lib.model_id(model_id) is None else []
+    examples, name = lib.example_prompts(vocabulary), lib.model_name(model_id)
+
+    def generate(prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
+                 temperature, top_k, progress=gr.Progress()):
+        try:
+            pipe = lib.load_pipeline(model_id)
+        except Exception as e:
+            raise gr.Error(lib.missing_model_message(model_id, e)) from None
+        try:
+            s = lib.Settings.check(pipe, prompt, key_frames, interp_frames, inherit_ratio, seed, randomize,
+                                   first_frame, temperature, top_k)
+            for up in lib.run(pipe, s, model=name):
+                if isinstance(up, lib.FrameUpdate):
+                    progress((up.done, up.total), desc=up.status, unit="frames")
+                    yield (up.live, up.annotated, up.info, up.strip, up.status, s.seed,
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                else:  # finished: inspect the first in-between frame (or the first frame)
+                    index = min(1, s.n_frames - 1) if s.interp_frames else 0
+                    view, info = up.frame_view(index)
+                    yield (gr.skip(), view, info, gr.skip(), up.markdown, s.seed, str(up.mp4),
+                           gr.DownloadButton(value=str(up.gif), interactive=True),
+                           gr.Slider(minimum=0, maximum=s.n_frames - 1, value=index, interactive=True), up)
+        except ValueError as e:  # the pipeline's and the checks' messages are written for users
+            raise gr.Error(str(e)) from None
+
+    def show_frame(result, index):
+        if result is None:
+            raise gr.Error("generate a video first")
+        try:
+            return result.frame_view(index)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+
+    with gr.Blocks(title="FlashVideo", delete_cache=(600, 3600)) as demo:
+        gr.Markdown(DESCRIPTION)
+        if problem:
+            gr.Markdown(f"⚠️ {problem}", elem_id="warning")
+        result = gr.State(None)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                prompt = gr.Textbox(label="Prompt", value=examples[0] if examples else "", max_lines=1,
+                                    placeholder="a red circle moves right", info=lib.vocabulary_hint(vocabulary))
+                with gr.Row():
+                    run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                if examples:
+                    gr.Examples(examples, inputs=[prompt], cache_examples=False, examples_per_page=8)
+                key_frames = gr.Slider(2, config.max_key_frames, value=min(4, config.max_key_frames), step=1,
+                                       label="Key frames K (serial numbers)", elem_id="key-frames")
+                interp_frames = gr.Slider(0, config.max_interp_frames, value=min(3, config.max_interp_frames),
+                                          step=1, label="Interpolated frames n per pair", elem_id="interp-frames")
+                inherit_ratio = gr.Slider(0, 1, value=0.5, step=0.05, label="Inheritable-token ratio ρ",
+                                          info="share of stable tokens copied from the key frame instead of sampled")
+                with gr.Row():
+                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=lib.MAX_SEED, min_width=120)
+                    randomize = gr.Checkbox(True, label="Randomise seed", min_width=120)
+                with gr.Accordion("First frame (optional)", open=False):
+                    first_frame = gr.Image(label="Predict from this image instead of text alone", type="filepath",
+                                           image_mode=None, sources=["upload", "clipboard"], height=180)
+                with gr.Accordion("Advanced", open=False):
+                    temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
+                    top_k = gr.Slider(0, config.n_codes, value=0, step=1, label="Top-k (0 = off)")
+            with gr.Column(scale=3, min_width=480):
+                with gr.Row():
+                    live = gr.Image(label="Live: each frame as it is decoded", format="png", height=300,
+                                    interactive=False, elem_id="live", elem_classes="live-view")
+                    regions = gr.AnnotatedImage(label="Token regions", color_map=lib.COLOR_MAP, format="png",
+                                                height=300, elem_id="regions", elem_classes="region-view")
+                frame_info = gr.Markdown("Key frames first, then the in-between frames.", elem_id="frame-info")
+                frame = gr.Slider(0, 1, value=0, step=1, label="Step through the finished video's frames",
+                                  interactive=False, elem_id="frame")
+                strip = gr.Image(label="Video so far, in time order (blue: key frames, yellow: newest)",
+                                 format="png", height=110, interactive=False, elem_id="strip", elem_classes="strip")
+                stats = gr.Markdown(elem_id="stats", min_height=40)
+                with gr.Row():
+                    video = gr.Video(label="Video (MP4)", autoplay=True, loop=True, height=260, elem_id="video")
+                    with gr.Column(min_width=160):
+                        gif = gr.DownloadButton("Download GIF", interactive=False, elem_id="gif")
+                        gr.Markdown(f"Model: `{name}` · {config.image_size}×{config.image_size} px frames, "
+                                    f"{config.grid}×{config.grid} tokens each.")
+
+        gen = gr.on([run_btn.click, prompt.submit], generate,
+                    inputs=[prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
+                            temperature, top_k],
+                    outputs=[live, regions, frame_info, strip, stats, seed, video, gif, frame, result],
+                    api_name="generate", concurrency_limit=1, trigger_mode="once", show_progress_on=[stats])
+        stop_btn.click(None, None, None, cancels=[gen])
+        frame.change(show_frame, [result, frame], [regions, frame_info], api_name="frame_regions",
+                     concurrency_limit=4, show_progress="hidden")
+    demo.queue(max_size=16, default_concurrency_limit=1)
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """Serve on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860)."""
+    kwargs.setdefault("server_name", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    kwargs.setdefault("server_port", int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    return demo.launch(**LAUNCH_KWARGS, css=CSS, **kwargs)
+
 
 if __name__ == "__main__":
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    launch(build_demo())

@@ -16,6 +16,7 @@ and make the forms agree only approximately); the per-head RMSNorm after retenti
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -47,14 +48,34 @@ def head_decays(config: FlashVideoConfig, frame_len: int) -> torch.Tensor:
     return (1 - 1 / horizons).float()  # (H,)
 
 
+@functools.lru_cache(maxsize=8)
+def _rotation_table(n_positions: int, d: int, device: torch.device):
+    """cos, sin (n_positions, d/2) for positions 0..n_positions-1; grown in powers of two."""
+    inv_freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)
+    angle = torch.arange(n_positions, dtype=torch.float32, device=device)[:, None] * inv_freq
+    return angle.cos(), angle.sin()
+
+
 def rotate(x: torch.Tensor, offset: int) -> torch.Tensor:
     """Relative position rotation on interleaved pairs of x (B, H, L, d), positions offset..offset+L-1."""
     d, n = x.shape[-1], x.shape[-2]
-    inv_freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d)
-    angle = torch.arange(offset, offset + n, dtype=torch.float32, device=x.device)[:, None] * inv_freq
-    cos, sin = angle.cos(), angle.sin()  # (L, d/2)
+    cos, sin = _rotation_table(max(1024, 1 << (offset + n - 1).bit_length()), d, x.device)
+    cos, sin = cos[offset:offset + n], sin[offset:offset + n]  # (L, d/2)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+@functools.lru_cache(maxsize=16)
+def _decays(L: int, gamma: tuple, device: torch.device):
+    """For a block of L tokens: the causal decay mask gamma^(n-m) (H, L, L), gamma^(L-1-m) (H, L, 1)
+    for the state update, gamma^(n+1) (H, L, 1) for reading the incoming state, and gamma^L (H, 1, 1)."""
+    log_g = torch.tensor(gamma, dtype=torch.float64, device=device).log()[:, None, None]
+    n = torch.arange(L, device=device, dtype=torch.float64)
+    diff = n[:, None] - n[None, :]
+    mask = torch.exp(diff.clamp(min=0) * log_g).masked_fill(diff < 0, 0)
+    to_state = torch.exp((L - 1 - n)[:, None] * log_g)
+    from_state = torch.exp((n + 1)[:, None] * log_g)
+    return tuple(t.float() for t in (mask, to_state, from_state, torch.exp(L * log_g)))
 
 
 def retention_parallel(q, k, v, gamma, state=None):
@@ -62,17 +83,12 @@ def retention_parallel(q, k, v, gamma, state=None):
 
     q, k, v (B, H, L, d); gamma (H,); state (B, H, d, d) or None.
     Returns o (B, H, L, d) and the state after the block's last token."""
-    L = q.shape[2]
-    log_g = gamma.log()[:, None, None]  # (H, 1, 1)
-    n = torch.arange(L, device=q.device, dtype=q.dtype)
-    diff = n[:, None] - n[None, :]  # (L, L): n - m
-    decay = torch.exp(diff.clamp(min=0) * log_g).masked_fill(diff < 0, 0)  # (H, L, L): gamma^(n-m), causal
-    o = (q @ k.transpose(-1, -2) * decay) @ v  # (B, H, L, d)
-    k_decayed = k * torch.exp((L - 1 - n)[:, None] * log_g)  # (B, H, L, d): gamma^(L-1-m) k_m
-    new_state = k_decayed.transpose(-1, -2) @ v  # (B, H, d, d)
+    mask, to_state, from_state, block = _decays(q.shape[2], tuple(gamma.tolist()), q.device)
+    o = (q @ k.transpose(-1, -2) * mask) @ v  # (B, H, L, d): sum_m gamma^(n-m) (q_n . k_m) v_m
+    new_state = (k * to_state).transpose(-1, -2) @ v  # (B, H, d, d): sum_m gamma^(L-1-m) k_m^T v_m
     if state is not None:
-        o = o + (q * torch.exp((n + 1)[:, None] * log_g)) @ state  # gamma^(n+1) q_n S_prev
-        new_state = new_state + torch.exp(L * log_g) * state
+        o = o + (q * from_state) @ state  # gamma^(n+1) q_n S_prev
+        new_state = new_state + block * state
     return o, new_state
 
 
