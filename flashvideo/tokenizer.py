@@ -1,0 +1,521 @@
+"""Tokenizers: prompts -> word ids, frames -> grids of VQ codes and back.
+
+Two backends share the `Tokenizer` interface:
+  * "vq"    - `VQTokenizer`: a word-level text tokenizer plus a small convolutional VQ-VAE
+              (64x64 frame -> 8x8 codes by default). Stored as tokenizer.json + tokenizer.safetensors.
+  * "icetk" - `IcetkTokenizer`: CogVideo's icetk (optional, needs torchvision and downloaded weights).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+MAX_IMAGE_SIDE = 8192
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+BACKENDS = ("vq", "icetk")
+
+
+# ----------------------------------------------------------------------------- images
+
+def as_rgb_frame(image, size: int) -> np.ndarray:
+    """Any image (PIL, or array (H,W) / (H,W,1) / (H,W,3) / (H,W,4), uint8 or float in [0,1])
+    -> uint8 (size, size, 3): alpha composited on black, centre-cropped to a square, resized."""
+    if isinstance(image, Image.Image):
+        w, h = image.size
+        if w == 0 or h == 0:
+            raise ValueError(f"not an image: PIL image has empty size {image.size}")
+        if max(w, h) > MAX_IMAGE_SIDE:
+            raise ValueError(f"image is {w}x{h}; the largest side allowed is {MAX_IMAGE_SIDE} px")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)           # (H,W,4)
+            rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)                         # on black
+            image = Image.fromarray(np.round(rgb).astype(np.uint8), "RGB")
+        else:
+            image = image.convert("RGB")
+    else:
+        image = Image.fromarray(_array_to_rgb(image), "RGB")
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != size:
+        image = image.resize((size, size), Image.LANCZOS if side > size else Image.BICUBIC)
+    return np.asarray(image, dtype=np.uint8).copy()                              # (size,size,3)
+
+
+def _array_to_rgb(a) -> np.ndarray:
+    """Array-like image -> uint8 (H,W,3); ValueError for anything that is not an image."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        a = np.asarray(a)
+    except Exception as e:  # ragged lists and the like
+        raise ValueError(f"not an image: cannot convert {type(a).__name__} to an array ({e})") from None
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"not an image: expected uint8 or float pixels, got dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        pass
+    elif a.ndim == 2:
+        a = a[:, :, None]
+    else:
+        raise ValueError(f"not an image: expected shape (H,W), (H,W,1), (H,W,3) or (H,W,4), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"not an image: empty array of shape {a.shape}")
+    if max(a.shape[:2]) > MAX_IMAGE_SIDE:
+        raise ValueError(f"image is {a.shape[1]}x{a.shape[0]}; the largest side allowed is {MAX_IMAGE_SIDE} px")
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all() or a.min() < 0.0 or a.max() > 1.0:
+            raise ValueError("float images must hold finite values in [0, 1]")
+        a = a.astype(np.float32) * 255.0
+    elif a.dtype != np.uint8:
+        if a.min() < 0 or a.max() > 255:
+            raise ValueError(f"integer images must hold values in [0, 255], got dtype {a.dtype} "
+                             f"with range [{a.min()}, {a.max()}]")
+    a = a.astype(np.float32)                                                     # (H,W,C) in [0,255]
+    if a.shape[2] == 4:
+        a = a[..., :3] * (a[..., 3:] / 255.0)                                    # alpha on black
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.clip(np.round(a), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- text
+
+def _words(text: str) -> list[str]:
+    """Lower-case, punctuation -> space, split on whitespace."""
+    return re.sub(r"[^\w\s]|_", " ", text.lower()).split()
+
+
+class WordTokenizer:
+    """Word-level tokenizer over a fixed vocabulary: word i of `vocab` has id i+1, id 0 is padding."""
+
+    def __init__(self, vocab: list[str], ignore: tuple[str, ...] = ("a", "an", "the")):
+        vocab, ignore = list(vocab), tuple(ignore)
+        bad = [w for w in vocab if not isinstance(w, str) or _words(w) != [w]]
+        if bad:
+            raise ValueError(f"vocabulary words must be single lower-case words without punctuation, got {bad}")
+        dup = sorted({w for w in vocab if vocab.count(w) > 1})
+        if dup:
+            raise ValueError(f"vocabulary has duplicate words {dup}")
+        clash = sorted(set(vocab) & set(ignore))
+        if clash:
+            raise ValueError(f"words {clash} are both in the vocabulary and ignored")
+        if not vocab:
+            raise ValueError("vocabulary is empty")
+        self.vocab, self.ignore = vocab, ignore
+        self._ids = {w: i + 1 for i, w in enumerate(vocab)}
+
+    @property
+    def n_text(self) -> int:
+        return len(self.vocab) + 1
+
+    def encode(self, prompt: str) -> list[int]:
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+        words = [w for w in _words(prompt) if w not in self.ignore]
+        if not words:
+            raise ValueError(f"empty prompt {prompt!r}: it has no words besides {list(self.ignore)}")
+        unknown = [w for w in dict.fromkeys(words) if w not in self._ids]
+        if unknown:
+            raise ValueError(f"unknown words {unknown} in prompt {prompt!r}; known words: {', '.join(self.vocab)}")
+        return [self._ids[w] for w in words]
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.n_text]
+        if bad:
+            raise ValueError(f"text ids {bad} are outside [0, {self.n_text})")
+        return " ".join(self.vocab[i - 1] for i in ids if i != 0)
+
+    def to_dict(self) -> dict:
+        return {"vocab": list(self.vocab), "ignore": list(self.ignore)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WordTokenizer":
+        return cls(d["vocab"], tuple(d.get("ignore", ("a", "an", "the"))))
+
+
+# ----------------------------------------------------------------------------- VQ-VAE
+
+class _ResBlock(nn.Module):
+    """x + conv1x1(silu(conv3x3(silu(norm(x))))); the last conv starts at zero so blocks start as identity."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+                                  nn.SiLU(), nn.Conv2d(ch, ch, 1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class CosineQuantizer(nn.Module):
+    """Nearest code by cosine similarity; codes and encodings live on the unit sphere.
+    Straight-through gradients; `usage` counts how often each code was picked since the last restart."""
+
+    def __init__(self, n_codes: int, dim: int, beta: float = 0.25):
+        super().__init__()
+        self.n_codes, self.dim, self.beta = n_codes, dim, beta
+        self.codebook = nn.Parameter(F.normalize(torch.randn(n_codes, dim), dim=1))   # (K,D)
+        self.register_buffer("usage", torch.zeros(n_codes), persistent=False)         # (K,)
+
+    def lookup(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N,D) unit vectors -> code ids (N,)."""
+        return (z @ F.normalize(self.codebook, dim=1).t()).argmax(dim=1)
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B,h,w) -> unit vectors (B,D,h,w)."""
+        return F.normalize(self.codebook, dim=1)[codes].permute(0, 3, 1, 2)
+
+    def forward(self, z: torch.Tensor):
+        """z (B,D,h,w) -> (quantised (B,D,h,w), loss, codes (B,h,w))."""
+        b, d, h, w = z.shape
+        zf = F.normalize(z.permute(0, 2, 3, 1).reshape(-1, d), dim=1)                 # (N,D)
+        idx = self.lookup(zf)                                                         # (N,)
+        zq = F.normalize(self.codebook, dim=1)[idx]                                   # (N,D)
+        loss = ((zq - zf.detach()) ** 2).sum(1).mean() + self.beta * ((zf - zq.detach()) ** 2).sum(1).mean()
+        if self.training:
+            self.usage += torch.bincount(idx, minlength=self.n_codes).to(self.usage)
+        zq = zf + (zq - zf).detach()                                                  # straight-through
+        return zq.view(b, h, w, d).permute(0, 3, 1, 2), loss, idx.view(b, h, w)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, z: torch.Tensor, min_usage: float = 1.0) -> torch.Tensor:
+        """Move codes used fewer than `min_usage` times onto random encodings z (B,D,h,w) of a batch,
+        reset the usage counts, and return the restarted code ids."""
+        zf = F.normalize(z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]), dim=1)  # (N,D)
+        dead = torch.nonzero(self.usage < min_usage).flatten()
+        if len(dead):
+            pick = torch.randint(len(zf), (len(dead),), device=zf.device)
+            new = zf[pick] + 0.01 * torch.randn(len(dead), zf.shape[1], device=zf.device)
+            self.codebook.data[dead] = F.normalize(new, dim=1).to(self.codebook.dtype)
+        self.usage.zero_()
+        return dead
+
+
+class VQVAE(nn.Module):
+    """Small conv VQ-VAE: (B,3,H,W) in [-1,1] -> (B,h,w) codes with h = w = image_size // downsample.
+
+    Encoder: strided 4x4 convs (channels, then 2*channels), residual blocks, 1x1 to code_dim.
+    Decoder: the mirror with 4x4 transposed convs and a final 3x3 conv to RGB.
+    """
+
+    def __init__(self, *, image_size: int = 64, downsample: int = 8, n_codes: int = 512,
+                 code_dim: int = 32, channels: int = 64, n_res: int = 2):
+        super().__init__()
+        if downsample < 2 or downsample & (downsample - 1):
+            raise ValueError(f"downsample must be a power of 2 >= 2, got {downsample}")
+        if image_size % downsample:
+            raise ValueError(f"image_size={image_size} is not a multiple of downsample={downsample}")
+        if channels % 16:
+            raise ValueError(f"channels must be a multiple of 16, got {channels}")
+        self.kwargs = dict(image_size=image_size, downsample=downsample, n_codes=n_codes,
+                           code_dim=code_dim, channels=channels, n_res=n_res)
+        self.image_size, self.n_codes, self.grid = image_size, n_codes, image_size // downsample
+        levels = int(math.log2(downsample))
+        chans = [channels * min(2 ** i, 2) for i in range(levels)]     # width after each downsampling
+        top = chans[-1]
+
+        enc, c_in = [], 3
+        for c in chans:                                                 # (B,c,H/2^i,W/2^i)
+            enc += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.SiLU()]
+            c_in = c
+        enc += [_ResBlock(top) for _ in range(n_res)]
+        enc += [nn.GroupNorm(8, top), nn.SiLU(), nn.Conv2d(top, code_dim, 1)]          # (B,D,h,w)
+        self.encoder = nn.Sequential(*enc)
+        self.quantizer = CosineQuantizer(n_codes, code_dim)
+
+        dec = [nn.Conv2d(code_dim, top, 3, padding=1)] + [_ResBlock(top) for _ in range(n_res)]
+        outs = chans[::-1][1:] + [channels // 2]
+        c_in = top
+        for c in outs:                                                  # (B,c,2h,2w) ... (B,c/2,H,W)
+            dec += [nn.SiLU(), nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)]
+            c_in = c
+        dec += [nn.SiLU(), nn.Conv2d(c_in, 3, 3, padding=1)]                          # (B,3,H,W)
+        self.decoder = nn.Sequential(*dec)
+
+    def _check_images(self, x: torch.Tensor):
+        want = (3, self.image_size, self.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"expected images (B,{want[0]},{want[1]},{want[2]}), got {tuple(x.shape)}")
+
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,H,W) in [-1,1] -> continuous encodings (B,D,h,w), before quantisation."""
+        self._check_images(x)
+        return self.encoder(x)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,H,W) in [-1,1] -> codes LongTensor (B,h,w)."""
+        z = self.encode_latents(x)
+        b, d, h, w = z.shape
+        zf = F.normalize(z.permute(0, 2, 3, 1).reshape(-1, d), dim=1)
+        return self.quantizer.lookup(zf).view(b, h, w)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B,h,w) -> images (B,3,H,W) clamped to [-1,1]."""
+        if codes.ndim != 3 or tuple(codes.shape[1:]) != (self.grid, self.grid):
+            raise ValueError(f"expected codes (B,{self.grid},{self.grid}), got {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.n_codes):
+            raise ValueError(f"codes must lie in [0, {self.n_codes}), got [{int(codes.min())}, {int(codes.max())}]")
+        return self.decoder(self.quantizer.embed(codes.long())).clamp(-1, 1)
+
+    def forward(self, x: torch.Tensor):
+        """x (B,3,H,W) -> (recon (B,3,H,W) unclamped, vq_loss scalar, codes (B,h,w))."""
+        zq, vq_loss, codes = self.quantizer(self.encode_latents(x))
+        return self.decoder(zq), vq_loss, codes
+
+
+def save_vq(vq: VQVAE, folder, name: str = "vq", extra: dict | None = None) -> None:
+    """Write <name>.json ({"vq": constructor kwargs, **extra}) and <name>.safetensors."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.json", "w") as f:
+        json.dump({"vq": vq.kwargs, **(extra or {})}, f, indent=2)
+    save_file({k: v.detach().cpu().contiguous() for k, v in vq.state_dict().items()},
+              str(folder / f"{name}.safetensors"))
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file {path} is missing")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def _refuse_pickles(folder: Path, name: str) -> None:
+    found = sorted(p.name for p in folder.glob(f"{name}.*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if found:
+        raise ValueError(f"refusing to load pickle file(s) {found} in {folder}: weights are read only from "
+                         f"{name}.safetensors (pickle files can run arbitrary code); convert them with "
+                         f"safetensors.torch.save_file")
+
+
+def _build_vq(kwargs: dict, weights: Path, source: Path) -> VQVAE:
+    """VQVAE(**kwargs) with weights read from a safetensors file; ValueError naming any bad tensor."""
+    from safetensors.torch import load_file
+
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{source} has no 'vq' settings object")
+    try:
+        vq = VQVAE(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{source} has bad VQ settings {kwargs}: {e}") from None
+    if not weights.is_file():
+        _refuse_pickles(weights.parent, weights.stem)
+        raise FileNotFoundError(f"tokenizer weights file {weights} is missing")
+    state = load_file(str(weights))
+    own = vq.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(f"{weights} does not match the VQ settings in {source}: "
+                         f"missing tensors {missing}, unexpected tensors {extra}")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise ValueError(f"tensor {k!r} in {weights} has shape {tuple(v.shape)}, "
+                             f"expected {tuple(own[k].shape)} for VQ settings {kwargs}")
+    vq.load_state_dict(state)
+    return vq.eval()
+
+
+def load_vq(folder, name: str = "vq") -> VQVAE:
+    """Inverse of `save_vq` (safetensors only)."""
+    folder = Path(folder)
+    meta = _read_json(folder / f"{name}.json")
+    return _build_vq(meta.get("vq"), folder / f"{name}.safetensors", folder / f"{name}.json")
+
+
+# ----------------------------------------------------------------------------- tokenizer interface
+
+class TokenizerUnavailable(RuntimeError):
+    """A tokenizer backend cannot be loaded on this machine."""
+
+
+class Tokenizer:
+    """Interface: text <-> ids in [1, n_text) (0 = pad), uint8 frames (T,H,W,3) <-> codes (T,grid,grid)."""
+
+    image_size: int
+    grid: int
+    n_codes: int
+    n_text: int
+    batch_size: int = 64
+
+    def encode_text(self, prompt: str) -> list[int]:
+        raise NotImplementedError
+
+    @property
+    def vocabulary(self) -> list[str]:
+        raise NotImplementedError
+
+    def save(self, folder) -> None:
+        raise NotImplementedError
+
+    def _encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        """x float (B,3,H,W) in [0,1] -> codes (B,grid,grid)."""
+        raise NotImplementedError
+
+    def _decode_images(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B,grid,grid) -> float (B,3,H,W) in [0,1]."""
+        raise NotImplementedError
+
+    def encode_frames(self, frames) -> torch.Tensor:
+        """uint8 frames (T,H,W,3), numpy or torch -> LongTensor codes (T,grid,grid)."""
+        want = f"(T,{self.image_size},{self.image_size},3) uint8"
+        x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"expected frames {want} as a numpy array or tensor, got {type(frames).__name__}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != (self.image_size, self.image_size, 3) or x.dtype != torch.uint8:
+            raise ValueError(f"expected frames {want}, got {tuple(x.shape)} {str(x.dtype).replace('torch.', '')}"
+                             f" (use as_rgb_frame to convert images)")
+        out = [self._encode_images(x[i:i + self.batch_size].permute(0, 3, 1, 2).float() / 255.0)
+               for i in range(0, len(x), self.batch_size)]
+        return torch.cat(out).long() if out else torch.zeros(0, self.grid, self.grid, dtype=torch.long)
+
+    def decode_frames(self, codes) -> np.ndarray:
+        """codes (T,grid,grid) or (grid,grid) -> uint8 frames (T,H,W,3)."""
+        c = torch.as_tensor(codes)
+        if c.ndim == 2:
+            c = c[None]
+        if c.ndim != 3 or tuple(c.shape[1:]) != (self.grid, self.grid):
+            raise ValueError(f"expected codes (T,{self.grid},{self.grid}) or ({self.grid},{self.grid}), "
+                             f"got {tuple(torch.as_tensor(codes).shape)}")
+        if c.dtype.is_floating_point or c.dtype == torch.bool:
+            raise ValueError(f"codes must be integers, got {c.dtype}")
+        if c.numel() and (c.min() < 0 or c.max() >= self.n_codes):
+            raise ValueError(f"codes must lie in [0, {self.n_codes}), got [{int(c.min())}, {int(c.max())}]")
+        out = [self._decode_images(c[i:i + self.batch_size].long()) for i in range(0, len(c), self.batch_size)]
+        if not out:
+            return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+        x = torch.cat(out).clamp(0, 1).mul(255).round().to(torch.uint8)               # (T,3,H,W)
+        return x.permute(0, 2, 3, 1).numpy()
+
+
+class VQTokenizer(Tokenizer):
+    """WordTokenizer for prompts + VQVAE for frames; saved as tokenizer.json + tokenizer.safetensors."""
+
+    def __init__(self, words: WordTokenizer, vq: VQVAE, batch_size: int = 64):
+        self.words, self.vq, self.batch_size = words, vq.eval(), batch_size
+        self.image_size, self.grid, self.n_codes = vq.image_size, vq.grid, vq.n_codes
+        self.n_text = words.n_text
+
+    def encode_text(self, prompt: str) -> list[int]:
+        return self.words.encode(prompt)
+
+    def decode_text(self, ids) -> str:
+        return self.words.decode(ids)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self.words.vocab)
+
+    @torch.no_grad()
+    def _encode_images(self, x):
+        self.vq.eval()
+        return self.vq.encode(x * 2 - 1)
+
+    @torch.no_grad()
+    def _decode_images(self, codes):
+        self.vq.eval()
+        return (self.vq.decode_codes(codes) + 1) / 2
+
+    def save(self, folder) -> None:
+        save_vq(self.vq, folder, "tokenizer", {"backend": "vq", **self.words.to_dict()})
+
+
+class IcetkTokenizer(Tokenizer):
+    """CogVideo's icetk: 160x160 images <-> 20x20 codes in [0,20000); text ids (offset 20000 in icetk)
+    are shifted to start at 1 so that 0 stays the padding id."""
+
+    IMAGE_TOKENS = 20000
+
+    def __init__(self, device: str | None = None, batch_size: int = 8):
+        try:
+            from icetk import icetk
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            icetk.configure(device=device, fp16=device.startswith("cuda"))
+            n_text = icetk.num_text_tokens                 # loads (or downloads) the text model
+            icetk.image_tokenizer                          # loads (or downloads) the image model
+        except Exception as e:
+            raise TokenizerUnavailable(
+                f"icetk could not be loaded ({type(e).__name__}: {e}). icetk needs torchvision and its weight "
+                f"files, which it downloads on first use (so network access or a pre-populated cache such as "
+                f"~/.icetk_models is required). Install it with `pip install icetk`. The default model uses the "
+                f"built-in VQ tokenizer instead: omit `tokenizer: \"icetk\"` from the config.") from e
+        self._icetk, self.batch_size = icetk, batch_size
+        self.image_size, self.grid, self.n_codes = 160, 20, self.IMAGE_TOKENS
+        self.n_text = n_text + 1
+
+    def encode_text(self, prompt: str) -> list[int]:
+        ids = [i - self.IMAGE_TOKENS + 1 for i in self._icetk.encode(prompt)]
+        if not ids:
+            raise ValueError(f"empty prompt {prompt!r}")
+        return ids
+
+    def decode_text(self, ids) -> str:
+        return self._icetk.decode(text_ids=[int(i) - 1 + self.IMAGE_TOKENS for i in ids if int(i) != 0])
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return [self._icetk[self.IMAGE_TOKENS + i] for i in range(self.n_text - 1)]
+
+    @torch.no_grad()
+    def _encode_images(self, x):
+        ids = self._icetk.encode(image_torch=x, image_size=self.image_size, compress_rate=8)   # (B,400)
+        return ids.view(len(x), self.grid, self.grid).cpu()
+
+    @torch.no_grad()
+    def _decode_images(self, codes):
+        return self._icetk.decode(image_ids=codes).float().cpu()                   # (B,3,160,160)
+
+    def save(self, folder) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with open(Path(folder) / "tokenizer.json", "w") as f:
+            json.dump({"backend": "icetk"}, f, indent=2)
+
+
+def load_tokenizer(folder, config) -> Tokenizer:
+    """Tokenizer for `config.tokenizer` ("vq": read from `folder`; "icetk": the optional icetk backend),
+    checked against the config's image_size / grid / n_codes / n_text."""
+    args = dict(config.tokenizer_args or {})
+    unknown = sorted(set(args) - {"batch_size"})
+    if unknown:
+        raise ValueError(f"unknown tokenizer_args {unknown}; supported: ['batch_size']")
+    if config.tokenizer == "vq":
+        folder = Path(folder)
+        if folder.is_file() or folder.suffix.lower() in PICKLE_SUFFIXES:
+            if folder.suffix.lower() in PICKLE_SUFFIXES:
+                raise ValueError(f"refusing to load pickle file {folder}: tokenizers are read only from "
+                                 f"tokenizer.json + tokenizer.safetensors")
+            raise ValueError(f"{folder} is a file; pass the folder holding tokenizer.json and tokenizer.safetensors")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
+        meta = _read_json(folder / "tokenizer.json")
+        if meta.get("backend", "vq") != "vq" or "vocab" not in meta:
+            raise ValueError(f"{folder / 'tokenizer.json'} is not a VQ tokenizer (backend={meta.get('backend')!r})")
+        vq = _build_vq(meta.get("vq"), folder / "tokenizer.safetensors", folder / "tokenizer.json")
+        tok = VQTokenizer(WordTokenizer.from_dict(meta), vq, **args)
+    elif config.tokenizer == "icetk":
+        tok = IcetkTokenizer(**args)
+    else:
+        raise ValueError(f"unknown tokenizer backend {config.tokenizer!r}; choose one of {list(BACKENDS)}")
+    for name in ("image_size", "grid", "n_codes"):
+        if getattr(tok, name) != getattr(config, name):
+            raise ValueError(f"tokenizer has {name}={getattr(tok, name)} but the config says "
+                             f"{name}={getattr(config, name)}")
+    if tok.n_text > config.n_text:
+        raise ValueError(f"tokenizer needs n_text={tok.n_text} text ids but the config has n_text={config.n_text}")
+    return tok

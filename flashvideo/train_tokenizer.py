@@ -1,0 +1,132 @@
+"""Train the VQ-VAE frame tokenizer on uint8 frames, and measure how well it reconstructs them."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from flashvideo.tokenizer import VQVAE, save_vq
+
+
+def _to_model(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> float (N,3,H,W) in [-1,1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _batches(frames_iter, batch_size: int, size: int):
+    """Regroup the arrays (N,H,W,3) yielded by frames_iter into uint8 batches (batch_size,size,size,3)."""
+    buf, have = [], 0
+    for arr in frames_iter:
+        arr = np.asarray(arr)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or arr.dtype != np.uint8:
+            raise ValueError(f"frames_iter must yield uint8 arrays (N,{size},{size},3), got {arr.shape} {arr.dtype}")
+        buf.append(arr)
+        have += len(arr)
+        while have >= batch_size:
+            allf = np.concatenate(buf)
+            yield allf[:batch_size]
+            buf, have = [allf[batch_size:]], have - batch_size
+
+
+def _psnr(mse01: float) -> float:
+    """PSNR in dB of a mean squared error measured on [0,1] pixels."""
+    return float("inf") if mse01 <= 0 else 10.0 * math.log10(1.0 / mse01)
+
+
+def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int, lr: float = 2e-3,
+                    log_every: int = 100, out_dir=None, progress: bool = True, l1_weight: float = 0.0,
+                    restart_every: int = 50, weight_decay: float = 1e-4, seed: int = 0):
+    """Train VQVAE(**vq_kwargs) for `steps` batches from frames_iter (yields uint8 (N,H,W,3)).
+
+    Loss = MSE(recon, x) + l1_weight * L1(recon, x) + vq_loss, AdamW with linear warm-up then cosine decay.
+    The codebook starts on encodings of the first batch; codes unused for `restart_every` steps are moved
+    onto encodings of the current batch (until 80% of training). If out_dir is given, the model is saved
+    there as vq.json + vq.safetensors (see `flashvideo.tokenizer.load_vq`).
+    Returns (vq in eval mode, metrics dict with the final running losses, train PSNR and timings)."""
+    torch.manual_seed(seed)
+    vq = VQVAE(**vq_kwargs).train()
+    codebook = vq.quantizer.codebook
+    decay = [p for n, p in vq.named_parameters() if p.ndim == 4]                # conv kernels only
+    no_decay = [p for n, p in vq.named_parameters() if p.ndim != 4 and p is not codebook]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay + [codebook], "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    warmup = max(1, min(200, steps // 20))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+
+    hist, run = [], {"loss": 0.0, "mse": 0.0, "vq": 0.0}
+    n_run, restarts, done = 0, 0, 0
+    start = time.time()
+    bar = tqdm(total=steps, disable=not progress, desc="vq", dynamic_ncols=True)
+    for step, frames in enumerate(_batches(frames_iter, batch_size, vq.image_size)):
+        if step >= steps:
+            break
+        x = _to_model(frames)                                                     # (B,3,H,W)
+        z = vq.encode_latents(x)                                                  # (B,D,h,w)
+        if step == 0 or (step % restart_every == 0 and step < 0.8 * steps):
+            dead = vq.quantizer.restart_dead_codes(z, min_usage=1.0)
+            restarts += len(dead) if step else 0
+            state = opt.state.get(codebook)
+            if state and len(dead):                                               # forget stale Adam moments
+                state["exp_avg"][dead] = 0
+                state["exp_avg_sq"][dead] = 0
+        zq, vq_loss, _ = vq.quantizer(z)
+        recon = vq.decoder(zq)
+        mse = F.mse_loss(recon, x)
+        loss = mse + vq_loss + (l1_weight * F.l1_loss(recon, x) if l1_weight else 0.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vq.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+
+        run["loss"] += loss.item(); run["mse"] += mse.item(); run["vq"] += vq_loss.item(); n_run += 1
+        if done % log_every == 0 or done == steps:
+            rec = {"step": done, **{k: v / n_run for k, v in run.items()}}
+            rec["psnr"] = _psnr(rec["mse"] / 4.0)                                 # [-1,1] -> [0,1] scale
+            rec["codes_used"] = int((vq.quantizer.usage > 0).sum())               # since last restart
+            hist.append(rec)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr']:.1f}", codes=rec["codes_used"])
+            run, n_run = {k: 0.0 for k in run}, 0
+        bar.update(1)
+    bar.close()
+    if done == 0:
+        raise ValueError("frames_iter yielded no complete batch")
+    seconds = time.time() - start
+    last = hist[-1] if hist else {}
+    metrics = {"steps": done, "seconds": seconds, "step_time": seconds / done, "restarts": restarts,
+               "loss": last.get("loss"), "mse": last.get("mse"), "vq_loss": last.get("vq"),
+               "train_psnr": last.get("psnr"), "history": hist}
+    vq.eval()
+    if out_dir is not None:
+        save_vq(vq, out_dir, "vq", {"metrics": {k: v for k, v in metrics.items() if k != "history"}})
+    return vq, metrics
+
+
+@torch.no_grad()
+def evaluate_tokenizer(vq: VQVAE, frames: np.ndarray, batch_size: int = 64) -> dict:
+    """Encode + decode uint8 frames (N,H,W,3) through the codes (rounded back to uint8).
+    Returns psnr (dB, over all pixels), codebook_usage (fraction of codes used) and codes_used."""
+    frames = np.asarray(frames)
+    size = vq.image_size
+    if frames.ndim != 4 or frames.shape[1:] != (size, size, 3) or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"expected uint8 frames (N,{size},{size},3), got {frames.shape} {frames.dtype}")
+    was_training = vq.training
+    vq.eval()
+    sq_err, used = 0.0, torch.zeros(vq.n_codes, dtype=torch.bool)
+    for i in range(0, len(frames), batch_size):
+        chunk = frames[i:i + batch_size]
+        codes = vq.encode(_to_model(chunk))                                       # (b,h,w)
+        used[codes.flatten()] = True
+        y = ((vq.decode_codes(codes) + 1) * 127.5).round()                        # (b,3,H,W) in [0,255]
+        sq_err += ((y - torch.from_numpy(chunk).permute(0, 3, 1, 2).float()) ** 2).sum().item()
+    vq.train(was_training)
+    mse01 = sq_err / frames.size / 255.0 ** 2
+    return {"psnr": _psnr(mse01), "codebook_usage": used.float().mean().item(), "codes_used": int(used.sum())}
