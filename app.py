@@ -19,7 +19,7 @@ from flashvideo.config import FlashVideoConfig
 from flashvideo.data import shapes
 
 LAUNCH_KWARGS = dict(show_error=True, max_file_size="5mb")
-DESCRIPTION = """# 🎞️ FlashVideo: text to video with a RetNet
+DESCRIPTION = """# FlashVideo: text to video with a RetNet
 Key frames are decoded first, each after the prompt and its **serial-number** token; then the frames
 between every two key frames are **interpolated**, all pairs in one batch. Tokens that are stable
 between two key frames can be **inherited** (copied, not sampled): ρ sets how many."""
@@ -50,14 +50,13 @@ def build_demo(model_id=None) -> gr.Blocks:
             s = lib.Settings.check(pipe, prompt, key_frames, interp_frames, inherit_ratio, seed, randomize,
                                    first_frame, temperature, top_k)
             for up in lib.run(pipe, s, model=name):
-                if isinstance(up, lib.FrameUpdate):
+                if isinstance(up, lib.FrameUpdate):  # the frame slider waits for the finished video
                     progress((up.done, up.total), desc=up.status, unit="frames")
-                    yield (up.live, up.annotated, up.info, up.strip, up.status, s.seed,
-                           gr.skip(), gr.skip(), gr.skip(), gr.skip())
-                else:  # finished: inspect the first in-between frame (or the first frame)
+                    yield (up.live, up.annotated, up.info, up.strip, up.status, s.seed, gr.skip(), gr.skip(),
+                           gr.Slider(interactive=False) if up.done == 1 else gr.skip(), gr.skip())
+                else:  # finished: show the first in-between frame (or the first frame)
                     index = min(1, s.n_frames - 1) if s.interp_frames else 0
-                    view, info = up.frame_view(index)
-                    yield (gr.skip(), view, info, gr.skip(), up.markdown, s.seed, str(up.mp4),
+                    yield (*up.frame_view(index), up.markdown, s.seed, str(up.mp4),
                            gr.DownloadButton(value=str(up.gif), interactive=True),
                            gr.Slider(minimum=0, maximum=s.n_frames - 1, value=index, interactive=True), up)
         except ValueError as e:  # the pipeline's and the checks' messages are written for users
@@ -79,7 +78,8 @@ def build_demo(model_id=None) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 prompt = gr.Textbox(label="Prompt", value=examples[0] if examples else "", max_lines=1,
-                                    placeholder="a red circle moves right", info=lib.vocabulary_hint(vocabulary))
+                                    placeholder="a red circle moves right", info=lib.vocabulary_hint(vocabulary),
+                                    elem_id="prompt")
                 with gr.Row():
                     run_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -102,21 +102,22 @@ def build_demo(model_id=None) -> gr.Blocks:
                     top_k = gr.Slider(0, config.n_codes, value=0, step=1, label="Top-k (0 = off)")
             with gr.Column(scale=3, min_width=480):
                 with gr.Row():
-                    live = gr.Image(label="Live: each frame as it is decoded", format="png", height=300,
+                    live = gr.Image(label="Frame: live while decoding", format="png", height=300,
                                     interactive=False, elem_id="live", elem_classes="live-view")
                     regions = gr.AnnotatedImage(label="Token regions", color_map=lib.COLOR_MAP, format="png",
                                                 height=300, elem_id="regions", elem_classes="region-view")
-                frame_info = gr.Markdown("Key frames first, then the in-between frames.", elem_id="frame-info")
+                frame_info = gr.Markdown("Key frames first, then the in-between frames.", label="Frame info",
+                                         elem_id="frame-info")
                 frame = gr.Slider(0, 1, value=0, step=1, label="Step through the finished video's frames",
                                   interactive=False, elem_id="frame")
-                strip = gr.Image(label="Video so far, in time order (blue: key frames, yellow: newest)",
+                strip = gr.Image(label="All frames in time order (blue: key frames, yellow: newest or selected)",
                                  format="png", height=110, interactive=False, elem_id="strip", elem_classes="strip")
-                stats = gr.Markdown(elem_id="stats", min_height=40)
                 with gr.Row():
                     video = gr.Video(label="Video (MP4)", autoplay=True, loop=True, height=260, elem_id="video")
-                    with gr.Column(min_width=160):
+                    with gr.Column(min_width=200):
+                        stats = gr.Markdown(label="Status and stats", elem_id="stats", min_height=60)
                         gif = gr.DownloadButton("Download GIF", interactive=False, elem_id="gif")
-                        gr.Markdown(f"Model: `{name}` · {config.image_size}×{config.image_size} px frames, "
+                        gr.Markdown(f"Model `{name}`: {config.image_size}×{config.image_size} px frames, "
                                     f"{config.grid}×{config.grid} tokens each.")
 
         gen = gr.on([run_btn.click, prompt.submit], generate,
@@ -125,7 +126,7 @@ def build_demo(model_id=None) -> gr.Blocks:
                     outputs=[live, regions, frame_info, strip, stats, seed, video, gif, frame, result],
                     api_name="generate", concurrency_limit=1, trigger_mode="once", show_progress_on=[stats])
         stop_btn.click(None, None, None, cancels=[gen])
-        frame.change(show_frame, [result, frame], [regions, frame_info], api_name="frame_regions",
+        frame.change(show_frame, [result, frame], [live, regions, frame_info, strip], api_name="frame_view",
                      concurrency_limit=4, show_progress="hidden")
     demo.queue(max_size=16, default_concurrency_limit=1)
     return demo

@@ -1,0 +1,292 @@
+"""The Gradio app, served in process against a tiny checkpoint and driven through gradio_client:
+streaming, the finished video, token-region views, stats, bad input, and the logic in flashvideo.demo."""
+import importlib.util
+import os
+import socket
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"]))
+
+import httpx
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from flashvideo import demo as lib
+from flashvideo.data import shapes
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")  # gradio's pandas use
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "a red circle moves right"
+LABELS = [label for label, _ in lib.REGION_STYLE.values()]
+# generate's inputs: prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize, temperature, top_k
+# generate's outputs: live, regions, frame_info, strip, stats, seed, video, gif, frame
+LIVE, REGIONS, INFO, STRIP, STATS, SEED, VIDEO, GIF, FRAME = range(9)
+
+
+def load_app():
+    spec = importlib.util.spec_from_file_location("flashvideo_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(demo):
+    """Launch in process on a free port; (url, client). The client leaves files on the server (paths
+    are local anyway), which keeps every streamed update cheap."""
+    _, url, _ = load_app().launch(demo, prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    return url, Client(url, analytics_enabled=False, verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_pipe, tmp_path_factory):
+    return tiny_pipe.save_pretrained(tmp_path_factory.mktemp("app") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def served(checkpoint):
+    """The app as `python app.py` builds it, with FLASHVIDEO_MODEL pointing at the tiny checkpoint."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(lib.MODEL_ENV, str(checkpoint))
+        demo = load_app().build_demo()
+        url, client = serve(demo)
+        yield demo, url, client
+        demo.close()
+
+
+def generate(client, prompt=PROMPT, first_frame=None, key_frames=3, interp_frames=2, inherit_ratio=0.5, seed=5,
+             randomize=False, temperature=1.0, top_k=0):
+    job = client.submit(prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
+                        temperature, top_k, api_name="/generate")
+    updates = list(job)
+    job.result()  # raises the app's error, if any
+    return updates, job
+
+
+def read(file):
+    return np.asarray(Image.open(file["path"]))
+
+
+def test_generate_streams_every_frame_then_the_video(served, tiny_pipe):
+    demo, url, client = served
+    K, n, scale = 3, 2, lib.display_scale(tiny_pipe.config.image_size)
+    updates, job = generate(client, key_frames=K, interp_frames=n, seed=5)
+    events = list(tiny_pipe.stream(PROMPT, key_frames=K, interp_frames=n, inherit_ratio=0.5, seed=5))
+    T = K + (K - 1) * n
+    assert len(updates) == T + 1                      # one update per frame, then the finished video
+    for i, (up, ev) in enumerate(zip(updates, events)):
+        assert f"{i + 1}/{T}" in up[STATS] and up[SEED] == 5
+        assert f"**Frame {ev.index}**" in up[INFO]
+        live = read(up[LIVE])                         # the pipeline's frame, enlarged by pixel repetition
+        assert live.shape == (16 * scale, 16 * scale, 3)
+        assert np.array_equal(live[::scale, ::scale], ev.image)
+        annotations = up[REGIONS]["annotations"]
+        if ev.kind == "key":
+            assert "key frame" in up[INFO] and annotations == []
+            continue
+        # one mask per region, over exactly that region's token cells
+        assert [a["label"] for a in annotations] == LABELS
+        for a, name in zip(annotations, lib.REGION_STYLE):
+            alpha = read(a["image"])[..., 3]
+            cell = alpha.shape[0] // ev.regions.shape[0]
+            centres = alpha[cell // 2::cell, cell // 2::cell]
+            assert np.array_equal(centres > 0, ev.regions == name), name
+            assert f"{lib.REGION_STYLE[name][0]} **{int((ev.regions == name).sum())}**" in up[INFO]
+    assert [u[INFO].split("**")[1].split()[1] for u in updates[:K]] == ["0", "3", "6"]  # key frames first
+
+    final = updates[-1]
+    assert final == tuple(job.result())
+    assert "time to first frame" in final[STATS] and "frames/s" in final[STATS]
+    steps = lib.rho0_steps(tiny_pipe.config, K, n)
+    assert f"vs {steps} at ρ = 0" in final[STATS]
+    assert final[FRAME]["maximum"] == T - 1 and final[FRAME]["interactive"]
+    mp4 = httpx.get(final[VIDEO]["url"], timeout=30)  # served over HTTP, and playable
+    assert mp4.status_code == 200
+    frames = iio.imread(mp4.content, index=None, extension=".mp4")
+    assert frames.shape == (T, 16 * scale, 16 * scale, 3)
+    gif = iio.imread(httpx.get(final[GIF]["value"]["url"], timeout=30).content, index=None, extension=".gif")
+    assert gif.shape[0] == T
+
+
+def test_frame_slider_steps_through_the_finished_video(served, tiny_pipe):
+    _, _, client = served
+    generate(client, key_frames=2, interp_frames=2, seed=1)  # the session keeps the finished video
+    events = {ev.index: ev for ev in tiny_pipe.stream(PROMPT, key_frames=2, interp_frames=2, inherit_ratio=0.5,
+                                                       seed=1)}
+    live, regions, info, strip = client.predict(2, api_name="/frame_view")
+    assert np.array_equal(read(live)[::16, ::16], events[2].image)
+    assert "interpolated" in info and [a["label"] for a in regions["annotations"]] == LABELS
+    live, regions, info, strip = client.predict(3, api_name="/frame_view")
+    assert "key frame" in info and regions["annotations"] == []
+
+
+def test_seed_randomised_and_reported(served):
+    _, _, client = served
+    updates, _ = generate(client, key_frames=2, interp_frames=0, seed=0, randomize=True)
+    seeds = {u[SEED] for u in updates}
+    assert len(seeds) == 1
+    seed = seeds.pop()
+    assert isinstance(seed, int) and 0 <= seed <= lib.MAX_SEED and f"seed {seed}" in updates[-1][STATS]
+    again, _ = generate(client, key_frames=2, interp_frames=0, seed=seed)  # the shown seed reproduces it
+    assert np.array_equal(read(updates[0][LIVE]), read(again[0][LIVE]))
+
+
+def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(served, tmp_path):
+    _, url, client = served
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (lib.MAX_UPLOAD_SIDE + 1, 8)).save(huge)
+    cases = [
+        (dict(prompt="   "), "empty prompt"),
+        (dict(prompt="a dog moves right"), "unknown words ['dog']"),
+        (dict(key_frames=99), "greater than maximum value 5"),
+        (dict(interp_frames=-1), "less than minimum value 0"),
+        (dict(key_frames="three"), "Expected a `float`"),
+        (dict(interp_frames=1.5), "interpolated frames must be a whole number"),
+        (dict(inherit_ratio=None), "slider"),
+        (dict(first_frame=handle_file(text_file)), "cannot identify image file"),
+        (dict(first_frame=handle_file(huge)), f"largest side allowed is {lib.MAX_UPLOAD_SIDE} px"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(AppError) as err:
+            generate(client, **{"key_frames": 2, "interp_frames": 1, **kwargs})
+        assert message in str(err.value), (kwargs, str(err.value))
+    assert "known words: red, blue" in str(pytest.raises(AppError, generate, client, prompt="a dog").value)
+    big = tmp_path / "big.png"                        # uploads over the size limit are refused
+    big.write_bytes(os.urandom(6 * 2**20))
+    with big.open("rb") as f:
+        response = httpx.post(url.rstrip("/") + "/gradio_api/upload", files={"files": ("big.png", f, "image/png")})
+    assert response.status_code == 413 and "maximum allowed size" in response.text
+    updates, _ = generate(client, key_frames=2, interp_frames=1)  # still serving
+    assert len(updates) == 3 + 1
+
+
+def test_first_frame_upload_is_used(served, tmp_path):
+    _, _, client = served
+    path = tmp_path / "first.png"
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(path)
+    updates, _ = generate(client, first_frame=handle_file(path), key_frames=2, interp_frames=1)
+    assert len(updates) == 3 + 1 and "key frame" in updates[0][INFO]
+
+
+def test_two_requests_in_a_row_both_finish(served):
+    _, _, client = served
+    jobs = [client.submit(PROMPT, None, 2, k, 0.5, 0, False, 1.0, 0, api_name="/generate") for k in (1, 2)]
+    assert [len(list(job)) for job in jobs] == [3 + 1, 4 + 1]
+
+
+def test_stop_cancels_between_frames(served, checkpoint, monkeypatch):
+    """Cancelling (what the Stop button does) closes the generator at the next frame."""
+    _, _, client = served
+    pipe = lib.load_pipeline(checkpoint)
+    produced, original = [], pipe.stream
+
+    def slow_stream(*args, **kwargs):
+        for ev in original(*args, **kwargs):
+            produced.append(ev.index)
+            yield ev
+            time.sleep(0.3)
+
+    monkeypatch.setattr(pipe, "stream", slow_stream)
+    job = client.submit(PROMPT, None, 5, 4, 0.5, 0, False, 1.0, 0, api_name="/generate")  # 21 frames
+    while len(job.outputs()) < 2:
+        time.sleep(0.05)
+    job.cancel()
+    time.sleep(1.0)
+    assert 2 <= len(produced) < 8
+
+
+def test_sliders_take_their_ranges_from_the_model(served, tiny_pipe):
+    demo, _, _ = served
+    by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert by_id["key-frames"].maximum == tiny_pipe.config.max_key_frames
+    assert by_id["interp-frames"].maximum == tiny_pipe.config.max_interp_frames
+    deps = demo.config["dependencies"]
+    gen = next(d for d in deps if d["api_name"] == "generate")
+    assert demo.fns[gen["id"]].concurrency_limit == 1 and any(d["cancels"] == [gen["id"]] for d in deps)
+    assert demo._queue.max_size == 16
+    assert demo.config["analytics_enabled"] is False
+
+
+def test_app_builds_and_explains_when_the_default_checkpoint_is_missing(monkeypatch, tmp_path):
+    import flashvideo.pipeline as pipeline
+
+    monkeypatch.delenv(lib.MODEL_ENV, raising=False)
+    monkeypatch.setattr(pipeline, "DEFAULT_CHECKPOINT", tmp_path / "shapes")
+    monkeypatch.setattr(lib, "DEFAULT_CHECKPOINT", tmp_path / "shapes")
+    demo = load_app().build_demo()
+    texts = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values())
+    assert "being trained" in texts and "FLASHVIDEO_MODEL" in texts
+    url, client = serve(demo)
+    try:
+        with pytest.raises(AppError, match="being trained"):
+            generate(client)
+    finally:
+        demo.close()
+
+
+# ------------------------------------------------------------------------ flashvideo.demo on its own
+
+def test_loader_is_cached_per_model_and_reads_the_environment(checkpoint, monkeypatch):
+    assert lib.load_pipeline(checkpoint) is lib.load_pipeline(str(checkpoint))
+    monkeypatch.setenv(lib.MODEL_ENV, str(checkpoint))
+    assert lib.load_pipeline() is lib.load_pipeline(checkpoint)
+    monkeypatch.setenv(lib.MODEL_ENV, "org/some-model")
+    assert lib.model_id() == "org/some-model" and lib.model_name() == "org/some-model"
+    monkeypatch.delenv(lib.MODEL_ENV)
+    assert lib.model_id() is None and lib.model_name() == "checkpoints/shapes"
+
+
+def test_example_prompts_come_from_the_vocabulary(tiny_pipe):
+    full = lib.example_prompts(shapes.vocabulary())
+    assert full[:3] == ["a red circle moves right", "a blue square grows", "a yellow triangle moves down"]
+    tiny = lib.example_prompts(tiny_pipe.tokenizer.vocabulary)
+    assert "a red circle moves right" in tiny and len(tiny) > 2
+    for prompt in tiny:
+        tiny_pipe.tokenizer.encode_text(prompt)      # every example is sayable
+    assert lib.example_prompts(["apply", "eye", "makeup", "basketball"]) == []
+
+
+def test_region_annotations_cover_each_token_cell():
+    image = np.zeros((8, 8, 3), np.uint8)
+    regions = np.array([["different", "unstable"], ["inheritable", "stable"]], dtype=object)
+    base, annotations = lib.region_annotations(image, regions, scale=4)
+    assert base.shape == (32, 32, 3) and [label for _, label in annotations] == LABELS
+    for (mask, _), (i, j) in zip(annotations, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        expected = np.zeros((32, 32), bool)
+        expected[i * 16:(i + 1) * 16, j * 16:(j + 1) * 16] = True
+        assert np.array_equal(mask > 0, expected)
+    ids = np.array([[0, 1], [3, 2]])                  # ids into flashvideo.regions.REGIONS work too
+    assert [m.sum() > 0 for m, _ in lib.region_annotations(image, ids, 4)[1]] == [True] * 4
+
+
+def test_rho0_step_count_matches_the_pipeline(tiny_pipe):
+    for K, n, batch in [(3, 2, True), (4, 1, False), (2, 0, True)]:
+        ev = list(tiny_pipe.stream(PROMPT, key_frames=K, interp_frames=n, inherit_ratio=0.0, seed=0,
+                                   batch_pairs=batch))[-1]
+        assert ev.stats["total_steps"] == lib.rho0_steps(tiny_pipe.config, K, n, batch_pairs=batch)
+    image = np.zeros((16, 16, 3), np.uint8)
+    ev = list(tiny_pipe.stream(PROMPT, key_frames=3, interp_frames=1, inherit_ratio=0.0, first_frame=image))[-1]
+    assert ev.stats["total_steps"] == lib.rho0_steps(tiny_pipe.config, 3, 1, first_frame=True)
+
+
+def test_settings_check_names_the_bad_value(tiny_pipe):
+    ok = lib.Settings.check(tiny_pipe, " a red circle ", 2.0, 1, 0.5, seed=3.0, top_k=0)
+    assert (ok.key_frames, ok.seed, ok.top_k, ok.prompt) == (2, 3, None, "a red circle")
+    for kwargs, message in [(dict(key_frames=True), "key frames"), (dict(inherit_ratio=2), "ratio"),
+                            (dict(seed=-1), "seed"), (dict(top_k=10**6), "top-k"),
+                            (dict(prompt="x" * 400), "characters"), (dict(temperature="hot"), "temperature")]:
+        with pytest.raises(ValueError, match=message):
+            lib.Settings.check(tiny_pipe, **{"prompt": PROMPT, **kwargs})

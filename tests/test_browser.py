@@ -1,0 +1,181 @@
+"""The app in a real browser: Debian's Chromium, headless, driven by Playwright (Python).
+
+Needs `pip install playwright` and `apt-get install -y chromium` (no `playwright install`: the
+browser is the system one). Without them the tests skip locally, and FAIL when CI=true.
+Set FLASHVIDEO_SCREENSHOT=path.png to keep the mid-generation screenshot.
+"""
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from flashvideo import demo as lib
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+INSTALL = "pip install playwright && apt-get update && apt-get install -y chromium"
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")
+FRAME_DELAY_S = 0.25  # slows the tiny model so that a person (and the test) can watch frames arrive
+STATUS = "document.querySelector('#stats [data-testid=markdown]').innerText"  # status line, then the stats
+
+
+def missing_browser() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed"
+    if not Path(CHROMIUM).exists():
+        return f"Chromium is not at {CHROMIUM}"
+    return None
+
+
+def require_browser(browser):
+    """Skip locally, fail in CI, with the reason and the fix."""
+    if isinstance(browser, str):
+        message = f"browser test cannot run: {browser} (install: {INSTALL})"
+        if IN_CI:
+            pytest.fail(message + " -- CI=true, so this is a failure, not a skip", pytrace=False)
+        pytest.skip(message)
+    return browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    problem = missing_browser()
+    if problem:
+        yield problem
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(browser, tiny_pipe, tmp_path_factory):
+    """The app against a tiny checkpoint, in process, with its frames slowed down a little."""
+    if isinstance(browser, str):  # no browser: the test skips or fails; don't start a server for it
+        yield None
+        return
+    spec = importlib.util.spec_from_file_location("flashvideo_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    checkpoint = tiny_pipe.save_pretrained(tmp_path_factory.mktemp("browser") / "tiny")
+    pipe = lib.load_pipeline(checkpoint)
+    stream, produced = pipe.stream, []
+
+    def slow_stream(*args, **kwargs):
+        for ev in stream(*args, **kwargs):
+            time.sleep(FRAME_DELAY_S)
+            produced.append(ev.index)
+            yield ev
+
+    pipe.stream = slow_stream
+    demo = app.build_demo(checkpoint)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    yield url, pipe, produced
+    demo.close()
+    del pipe.stream
+
+
+def open_app(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.wait_for_selector("#generate")
+    # record every frame the live view shows and every status line, as they happen
+    page.evaluate("""() => {
+        window.seen = {live: [], status: []};
+        const note = (list, value) => { if (value && list[list.length - 1] !== value) list.push(value); };
+        new MutationObserver(() => note(window.seen.live, document.querySelector('#live img')?.src))
+            .observe(document.querySelector('#live'), {subtree: true, childList: true, attributes: true});
+        new MutationObserver(() => note(window.seen.status, STATUS.trim()))
+            .observe(document.querySelector('#stats'), {subtree: true, childList: true, characterData: true});
+    }""".replace("STATUS", STATUS))
+    return page
+
+
+def set_slider(page, elem_id, value):
+    """Move a slider with the keyboard, as a person would."""
+    slider = page.locator(f"#{elem_id} input[type=range]")
+    current = float(slider.input_value())
+    slider.focus()
+    for _ in range(int(abs(value - current))):
+        page.keyboard.press("ArrowRight" if value > current else "ArrowLeft")
+    assert float(slider.input_value()) == value
+
+
+def test_generate_in_the_browser(browser, app_url, tmp_path):
+    require_browser(browser)
+    url, _, _ = app_url
+    page = open_app(browser, url)
+    page.locator("#prompt input, #prompt textarea").first.fill("a blue square grows")
+    set_slider(page, "key-frames", 3)
+    set_slider(page, "interp-frames", 2)                     # 3 + 2*2 = 7 frames
+    page.locator("#generate").click()
+
+    # frames appear while it runs: an interpolated frame with its token regions, mid-generation
+    page.wait_for_function(f"() => /interpolated frame .* [4-6]\\/7/.test({STATUS})")
+    page.wait_for_function("() => [...document.querySelectorAll('#live img, #regions img, #strip img')]"
+                           ".every(img => img.complete)")
+    shot = Path(os.environ.get("FLASHVIDEO_SCREENSHOT") or tmp_path / "app_mid_generation.png")
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    legend = page.locator("#regions")
+    for label in ("different", "unstable", "inheritable", "stable (generated)"):
+        assert legend.get_by_text(label, exact=True).is_visible()
+    assert page.locator("#regions img").count() >= 2        # the frame and its region masks
+
+    page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
+    seen = page.evaluate("window.seen")
+    statuses = [s for s in seen["status"] if re.search(r"\d/7", s)]
+    assert len(statuses) >= 5, seen["status"]                  # one status per frame, key frames first
+    assert statuses[0].startswith("key frame") and "7/7" in statuses[-1]
+    assert len(set(seen["live"])) >= 5, seen["live"]           # the live view changed frame by frame
+    assert page.locator("#video video").get_attribute("src").endswith(".mp4")
+    assert page.locator("#gif").is_enabled()
+
+    # step through the finished video: frame 1 (interpolated) -> frame 3 (a key frame)
+    assert "Frame 1" in page.locator("#frame-info").inner_text()
+    set_slider(page, "frame", 3)
+    page.wait_for_function("() => document.querySelector('#frame-info').innerText.includes('Frame 3')")
+    assert "key frame" in page.locator("#frame-info").inner_text()
+    page.screenshot(path=str(tmp_path / "app_finished.png"), full_page=True)
+    page.close()
+
+
+def test_stop_button_cancels(browser, app_url):
+    require_browser(browser)
+    url, pipe, produced = app_url
+    page = open_app(browser, url)
+    set_slider(page, "key-frames", pipe.config.max_key_frames)
+    set_slider(page, "interp-frames", pipe.config.max_interp_frames)
+    total = pipe.config.max_key_frames + (pipe.config.max_key_frames - 1) * pipe.config.max_interp_frames
+    produced.clear()
+    page.locator("#generate").click()
+    page.wait_for_function(f"() => /[2-9]\\/{total}/.test({STATUS})")
+    page.locator("#stop").click()
+    time.sleep(4 * FRAME_DELAY_S)
+    text, stopped_at = page.evaluate(STATUS), len(produced)
+    time.sleep(4 * FRAME_DELAY_S)
+    assert len(produced) == stopped_at < total                # the server stopped decoding
+    assert page.evaluate(STATUS) == text and "time to first frame" not in text
+    # and the app still works afterwards
+    set_slider(page, "key-frames", 2)
+    set_slider(page, "interp-frames", 0)
+    page.locator("#generate").click()
+    page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
+    page.close()
