@@ -99,6 +99,12 @@ def cmd_eval(args) -> None:
     eval_main(args)
 
 
+def cmd_bench(args) -> None:
+    from .bench import run
+
+    run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flashvideo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clips", type=int, default=24, help="clips for prediction / interpolation / tokenizer scores")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
+
+    from .bench import add_arguments as add_bench_args
+
+    b = sub.add_parser("bench", help="speed: FlashVideo vs KV-cache / no-cache transformer, masked decoder, EVDM")
+    add_bench_args(b)
+    b.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,97 @@
+"""`python -m flashvideo bench --quick` runs and reports every row (no timing assertions)."""
+import json
+
+import pytest
+import torch
+
+from flashvideo import bench
+from flashvideo.config import FlashVideoConfig
+from flashvideo.retnet import RetNet
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    threads = torch.get_num_threads()
+    result = bench.main(["--quick", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # the bench restores the thread count
+    return out, result
+
+
+def test_quick_bench_writes_every_output(quick):
+    out, _ = quick
+    assert (out / "bench.md").stat().st_size > 0
+    data = json.loads((out / "bench.json").read_text())
+    assert set(bench.SECTIONS) <= set(data)
+    for key in ("cpu", "cores", "torch", "threads"):
+        assert key in data["machine"]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    for name in ("frames.png", "tokens.png", "interpolation.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_quick_bench_has_every_row(quick):
+    out, r = quick
+    s = bench.QUICK
+    assert [row["frames"] for row in r["frames"]["rows"]] == s.frames
+    assert [row["grid"] for row in r["tokens"]["rows"]] == s.grids
+    for section in ("frames", "tokens"):
+        for row in r[section]["rows"]:
+            for m in bench.METHODS:
+                assert row[m] > 0 and m + "_extrapolated" in row
+    assert [row["rho"] for row in r["interp"]["rows"]] == s.rhos
+    for row in r["interp"]["rows"]:
+        for tag in ("batched_chunked", "batched_stepwise", "per_pair_chunked", "per_pair_stepwise"):
+            assert row[tag]["seconds_per_frame"] > 0 and row[tag]["steps_per_frame"] > 0
+        # chunkwise prefill never takes more sequential steps than feeding known tokens one by one
+        assert row["batched_chunked"]["steps_per_frame"] <= row["batched_stepwise"]["steps_per_frame"]
+    fl = r["floor"]
+    for key in ("flops_floor_seconds", "bytes_floor_seconds", "gemv_floor_seconds", "step_seconds", "step_over_floor"):
+        assert fl[key] > 0
+    assert set(fl["threads"]) >= {1, 2}
+    e = r["evdm_flops"]
+    assert all(b["ratio"] > 1 for b in e["blocks"]) and e["gate"]
+    d = r["demo"]
+    assert d["frames"] == 13 and d["seconds"] > 0 and d["time_to_first_frame"] <= d["seconds"]
+    md = (out / "bench.md").read_text()
+    for heading in ("vs number of frames", "vs tokens per frame", "interpolation", "Floor", "EVDM FLOPs", "demo"):
+        assert heading in md
+    for label in bench.LABELS.values():
+        assert label in md
+
+
+def test_step_cost_counts_the_linear_layers():
+    config = FlashVideoConfig(d_model=64, n_heads=4, n_layers=3, n_codes=100)
+    model = RetNet(config)
+    weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight") and p.dim() == 2
+                  and not n.startswith("embed"))
+    cost = bench.step_cost(config)
+    assert cost["flops_linear"] == 2 * weights
+    assert cost["weight_bytes"] == 4 * (weights + config.d_model)
+
+
+def test_unknown_section_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown sections"):
+        bench.main(["--quick", "--out", str(tmp_path), "--sections", "frames,nope"])
+
+
+def test_bench_options_plug_into_any_parser(tmp_path):
+    import argparse
+
+    args = bench.add_arguments(argparse.ArgumentParser()).parse_args(["--quick", "--out", str(tmp_path), "--sections",
+                                                                      "evdm_flops"])
+    r = bench.run(args)
+    assert "evdm_flops" in r and "frames" not in r and (tmp_path / "bench.md").exists()
+
+
+def test_cli_bench_subcommand_when_wired(tmp_path):
+    from flashvideo import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    if "bench" not in sub.choices:
+        pytest.skip("python -m flashvideo bench is not wired into cli.py yet")
+    cli.main(["bench", "--quick", "--out", str(tmp_path), "--sections", "evdm_flops"])
+    assert (tmp_path / "bench.json").exists()
