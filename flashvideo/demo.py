@@ -54,6 +54,7 @@ KEY_BORDER, NEWEST_BORDER, FRAME_BORDER = (96, 165, 250), (250, 204, 21), (75, 8
 # ------------------------------------------------------------------------------------ model
 
 _load_lock = threading.Lock()
+COMPILE_ENV = "FLASHVIDEO_COMPILE"  # "0": keep the eager recurrent step (no torch.compile in the background)
 
 
 def model_id(model: str | os.PathLike | None = None) -> str | None:
@@ -66,7 +67,10 @@ def model_id(model: str | os.PathLike | None = None) -> str | None:
 
 @functools.lru_cache(maxsize=4)
 def _load(key: str | None) -> FlashVideoPipeline:
-    return FlashVideoPipeline.from_pretrained(key)
+    pipe = FlashVideoPipeline.from_pretrained(key)
+    if os.environ.get(COMPILE_ENV, "1") != "0":  # a long-lived app: fuse the recurrent step meanwhile
+        pipe.compile(background=True)
+    return pipe
 
 
 def load_pipeline(model: str | os.PathLike | None = None) -> FlashVideoPipeline:

@@ -103,6 +103,17 @@ class FlashVideoPipeline:
         self.tokenizer.save(folder)
         return folder
 
+    def compile(self, background: bool = False):
+        """Compile the recurrent step (`RetNet.compile_step`); in a background thread if asked, so a
+        long-lived app serves (eagerly) meanwhile. Returns the thread, or whether compiling worked."""
+        if background:
+            import threading
+
+            thread = threading.Thread(target=self.model.compile_step, daemon=True, name="flashvideo-compile")
+            thread.start()
+            return thread
+        return self.model.compile_step()
+
     # ---- input checks ------------------------------------------------------------------------
     def check_settings(self, key_frames, interp_frames, inherit_ratio, temperature=1.0, top_k=None, seed=0):
         c = self.config

@@ -9,6 +9,7 @@ rows share its batch.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,21 @@ def sample_token(logits: torch.Tensor, generator: torch.Generator, temperature: 
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with n intra-op threads (None: leave as is). Token-by-token decoding is a chain of
+    small GEMVs, where handing work to a second thread costs more than it saves."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class Decoder:
     """Carries the RetNet state and the next-token logits across successive plans."""
@@ -41,6 +57,7 @@ class Decoder:
     logits: torch.Tensor | None = None  # (B, n_codes): prediction for position `pos`
     counts: dict | None = None  # running totals, may be shared between decoders
     chunked: bool = True        # False: known tokens also take one recurrent step each (for comparison)
+    threads: int | None = 1     # intra-op threads while decoding (None: torch's setting)
 
     def __post_init__(self):
         if self.counts is None:
@@ -50,6 +67,10 @@ class Decoder:
 
     def feed(self, tokens: torch.Tensor) -> None:
         """Known tokens (B, n) in one chunkwise pass."""
+        with torch_threads(self.threads):
+            self._feed(tokens)
+
+    def _feed(self, tokens: torch.Tensor) -> None:
         self.counts["fed"] += tokens.numel()
         if not self.chunked:
             for i in range(tokens.shape[1]):
@@ -63,20 +84,23 @@ class Decoder:
 
     def run(self, plan: torch.Tensor) -> torch.Tensor:
         """Fill the -1 entries of plan (B, n) by sampling; return the completed tokens."""
-        plan = plan.clone()
-        known = (plan != UNKNOWN).all(0).tolist()
+        with torch_threads(self.threads):
+            return self._run(plan.clone())
+
+    def _run(self, plan: torch.Tensor) -> torch.Tensor:
+        unknown = (plan == UNKNOWN).T.tolist()  # per position: which rows sample there
         i, n = 0, plan.shape[1]
         while i < n:
-            if known[i]:
+            if not any(unknown[i]):
                 j = i
-                while j < n and known[j]:
+                while j < n and not any(unknown[j]):
                     j += 1
-                self.feed(plan[:, i:j])
+                self._feed(plan[:, i:j])
                 i = j
                 continue
             if self.logits is None:
                 raise ValueError("a plan cannot start with a token to sample: give the model a header first")
-            for r in (plan[:, i] == UNKNOWN).nonzero().flatten().tolist():
+            for r in (r for r, u in enumerate(unknown[i]) if u):
                 plan[r, i] = sample_token(self.logits[r], self.generators[r], self.temperature, self.top_k)
                 self.counts["sampled"] += 1
             self.logits, self.state = self.model.step(plan[:, i], self.state, self.pos)

@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("FLASHVIDEO_COMPILE", "0")  # tests exercise the eager step; compiling costs minutes of CPU
 
 import pytest
 import torch

@@ -84,3 +84,16 @@ def test_training_loss_decreases():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_compiled_step_matches_eager():
+    config = tiny_config()
+    model = RetNet(config).eval()
+    idx = torch.randint(0, config.vocab_size, (3, 12))
+    with torch.no_grad():
+        _, state = model.prefill(idx[:, :10])
+        eager, _ = model.step(idx[:, 10], state, 10)
+        if not model.compile_step(warmup_batches=(3,)):
+            pytest.skip("torch.compile has no working backend on this machine")
+        compiled, _ = model.step(idx[:, 10], state, 10)
+    assert rel_err(compiled, eager) < 1e-4

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import FlashVideoConfig
 from ..layout import KEY, Layout
-from ..retnet import GLU, RMSNorm, rotate
+from ..retnet import GLU, RMSNorm, rotate, rotation
 from ..sampling import sample_token
 
 
@@ -77,7 +77,8 @@ class Attention(nn.Module):
         attends to cache + block without storing the block in the cache."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = rotate(q, offset), rotate(k, offset)
+        rot = rotation(offset, L, self.head_dim, x.device)
+        q, k = rotate(q, rot), rotate(k, rot)
         past = 0 if cache is None else cache.n
         if cache is not None:
             k, v = cache.append(k, v) if commit else cache.peek(k, v)
