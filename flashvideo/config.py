@@ -20,8 +20,8 @@ class FlashVideoConfig:
     n_text: int = 32              # text vocabulary size, id 0 is padding
     text_len: int = 6             # prompt words, padded to this length
     # layout limits
-    max_key_frames: int = 8       # most key frames in one video
-    max_interp_frames: int = 7    # most frames inserted between two key frames
+    max_key_frames: int = 6       # most key frames in one video
+    max_interp_frames: int = 5    # most frames inserted between two key frames
     # RetNet
     d_model: int = 192
     n_layers: int = 4

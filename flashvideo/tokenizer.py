@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,18 @@ class VQVAE(nn.Module):
             c_in = c
         dec += [nn.SiLU(), nn.Conv2d(c_in, 3, 3, padding=1)]                          # (B,3,H,W)
         self.decoder = nn.Sequential(*dec)
+        self._init_weights()
+
+    def _init_weights(self):
+        """He-normal init (PyTorch's default shrinks the signal at every layer, which stalls early training).
+        A stride-2 4x4 transposed conv feeds each output pixel from in_channels * 2 * 2 taps."""
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                nn.init.normal_(m.weight, std=(2.0 / (m.in_channels * 4)) ** 0.5)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d) and m.weight.abs().sum() > 0:        # residual outputs stay zero
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def _check_images(self, x: torch.Tensor):
         want = (3, self.image_size, self.image_size)
@@ -345,7 +358,7 @@ class TokenizerUnavailable(RuntimeError):
     """A tokenizer backend cannot be loaded on this machine."""
 
 
-class Tokenizer:
+class Tokenizer(ABC):
     """Interface: text <-> ids in [1, n_text) (0 = pad), uint8 frames (T,H,W,3) <-> codes (T,grid,grid)."""
 
     image_size: int
@@ -354,23 +367,26 @@ class Tokenizer:
     n_text: int
     batch_size: int = 64
 
+    @abstractmethod
     def encode_text(self, prompt: str) -> list[int]:
-        raise NotImplementedError
+        """Prompt -> text ids in [1, n_text)."""
 
     @property
+    @abstractmethod
     def vocabulary(self) -> list[str]:
-        raise NotImplementedError
+        """The words (text pieces) this tokenizer knows."""
 
+    @abstractmethod
     def save(self, folder) -> None:
-        raise NotImplementedError
+        """Write the tokenizer into folder (read back by `load_tokenizer`)."""
 
+    @abstractmethod
     def _encode_images(self, x: torch.Tensor) -> torch.Tensor:
         """x float (B,3,H,W) in [0,1] -> codes (B,grid,grid)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _decode_images(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B,grid,grid) -> float (B,3,H,W) in [0,1]."""
-        raise NotImplementedError
 
     def encode_frames(self, frames) -> torch.Tensor:
         """uint8 frames (T,H,W,3), numpy or torch -> LongTensor codes (T,grid,grid)."""
@@ -448,14 +464,14 @@ class IcetkTokenizer(Tokenizer):
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             icetk.configure(device=device, fp16=device.startswith("cuda"))
             n_text = icetk.num_text_tokens                 # loads (or downloads) the text model
-            icetk.image_tokenizer                          # loads (or downloads) the image model
+            _ = icetk.image_tokenizer                      # loads (or downloads) the image model now, not later
         except Exception as e:
             raise TokenizerUnavailable(
                 f"icetk could not be loaded ({type(e).__name__}: {e}). icetk needs torchvision and its weight "
                 f"files, which it downloads on first use (so network access or a pre-populated cache such as "
                 f"~/.icetk_models is required). Install it with `pip install icetk`. The default model uses the "
                 f"built-in VQ tokenizer instead: omit `tokenizer: \"icetk\"` from the config.") from e
-        self._icetk, self.batch_size = icetk, batch_size
+        self._icetk, self._device, self.batch_size = icetk, device, batch_size
         self.image_size, self.grid, self.n_codes = 160, 20, self.IMAGE_TOKENS
         self.n_text = n_text + 1
 
@@ -479,7 +495,7 @@ class IcetkTokenizer(Tokenizer):
 
     @torch.no_grad()
     def _decode_images(self, codes):
-        return self._icetk.decode(image_ids=codes).float().cpu()                   # (B,3,160,160)
+        return self._icetk.decode(image_ids=codes.to(self._device)).float().cpu()  # (B,3,160,160)
 
     def save(self, folder) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
