@@ -147,14 +147,13 @@ class WordTokenizer:
 # ----------------------------------------------------------------------------- VQ-VAE
 
 class _ResBlock(nn.Module):
-    """x + conv1x1(silu(conv3x3(silu(norm(x))))); the last conv starts at zero so blocks start as identity."""
+    """x + conv1x1(silu(conv3x3(silu(norm(x))))); `VQVAE._init_weights` zeroes the last conv so that
+    every block starts as the identity."""
 
     def __init__(self, ch: int):
         super().__init__()
         self.body = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
                                   nn.SiLU(), nn.Conv2d(ch, ch, 1))
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x):
         return x + self.body(x)
@@ -218,8 +217,8 @@ class VQVAE(nn.Module):
             raise ValueError(f"downsample must be a power of 2 >= 2, got {downsample}")
         if image_size % downsample:
             raise ValueError(f"image_size={image_size} is not a multiple of downsample={downsample}")
-        if channels % 16:
-            raise ValueError(f"channels must be a multiple of 16, got {channels}")
+        if channels % 8:
+            raise ValueError(f"channels must be a multiple of 8, got {channels}")
         self.kwargs = dict(image_size=image_size, downsample=downsample, n_codes=n_codes,
                            code_dim=code_dim, channels=channels, n_res=n_res)
         self.image_size, self.n_codes, self.grid = image_size, n_codes, image_size // downsample
@@ -253,9 +252,12 @@ class VQVAE(nn.Module):
             if isinstance(m, nn.ConvTranspose2d):
                 nn.init.normal_(m.weight, std=(2.0 / (m.in_channels * 4)) ** 0.5)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d) and m.weight.abs().sum() > 0:        # residual outputs stay zero
+            elif isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, _ResBlock):
+                nn.init.zeros_(m.body[-1].weight)
 
     def _check_images(self, x: torch.Tensor):
         want = (3, self.image_size, self.image_size)
