@@ -504,6 +504,8 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
             torch.set_num_threads(th)
             threads[th] = {"retnet_step": time_loop(step, 30, reps), "transformer_kv_step": time_loop(tf_step, 30, reps)}
         torch.set_num_threads(old)
+        # the same step fused by torch.compile (RetNet.compile_step; what the app runs once warm)
+        compiled_s = time_loop(step, n_loop, reps) if not s.quick and model.compile_step((1,)) else None
 
     flops_floor = cost["flops"] / (gemm_gflops * 1e9)
     bytes_floor = cost["bytes"] / (dram_gbs * 1e9)
@@ -518,7 +520,7 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
             "gemm_gflops": gemm_gflops, "gemm_size": m, "dram_gbs": dram_gbs, "dram_gemv_size": big,
             "gemv_shapes": list(shapes.values()), "gemv_floor_seconds": gemv_floor,
             "flops_floor_seconds": flops_floor, "bytes_floor_seconds": bytes_floor, "floor_seconds": floor,
-            "step_seconds": step_s, "sample_seconds": sample_s, "pipeline_token_seconds": pipeline_token_s,
+            "step_seconds": step_s, "sample_seconds": sample_s, "compiled_step_seconds": compiled_s, "pipeline_token_seconds": pipeline_token_s,
             "step_over_floor": step_s / floor, "step_over_gemv_floor": step_s / gemv_floor,
             "pipeline_over_floor": pipeline_token_s / floor if pipeline_token_s else None,
             "ops_per_step": ops, "transformer_kv_ops_per_step": tf_ops, "profile": profile, "threads": threads}
@@ -741,6 +743,10 @@ def markdown(r: dict) -> str:
         L.append(f"| GEMV floor (the step's GEMVs alone, timed) | {fl['gemv_floor_seconds'] * 1e6:.1f} us |")
         L.append(f"| measured `RetNet.step` | {fl['step_seconds'] * 1e6:.1f} us = {fl['step_over_floor']:.1f}x floor, "
                  f"{fl['step_over_gemv_floor']:.1f}x GEMV floor |")
+        if fl.get("compiled_step_seconds"):
+            c = fl["compiled_step_seconds"]
+            L.append(f"| `RetNet.step` after `compile_step()` (torch.compile) | {c * 1e6:.1f} us = "
+                     f"{c / fl['floor_seconds']:.1f}x floor |")
         L.append(f"| aten ops dispatched per step | {fl['ops_per_step']} (transformer KV step: {fl['transformer_kv_ops_per_step']}) |")
         L.append(f"| sample_token per token | {fl['sample_seconds'] * 1e6:.1f} us |")
         if fl["pipeline_token_seconds"]:
