@@ -25,17 +25,11 @@ def cmd_generate(args) -> None:
     pipe = FlashVideoPipeline.from_pretrained(args.model)
     first = Image.open(args.first_frame) if args.first_frame else None
     n = args.key_frames + (args.key_frames - 1) * args.interp_frames
-    frames, kinds, regions, stats = [None] * n, [None] * n, [None] * n, {}
-    with tqdm(total=n, unit="frame", desc="generating") as bar:
-        for ev in pipe.stream(args.prompt, key_frames=args.key_frames, interp_frames=args.interp_frames,
-                              inherit_ratio=args.inherit_ratio, seed=args.seed, first_frame=first,
-                              temperature=args.temperature, top_k=args.top_k):
-            frames[ev.index], kinds[ev.index], regions[ev.index], stats = ev.image, ev.kind, ev.regions, ev.stats
-            bar.set_postfix_str(f"{ev.kind} #{ev.index}")
-            bar.update()
-    import numpy as np
-
-    video = Video(np.stack(frames), kinds, regions, stats)
+    events = pipe.stream(args.prompt, key_frames=args.key_frames, interp_frames=args.interp_frames,
+                         inherit_ratio=args.inherit_ratio, seed=args.seed, first_frame=first,
+                         temperature=args.temperature, top_k=args.top_k)
+    video = Video.collect(tqdm(events, total=n, unit="frame", desc="generating"), n)
+    stats = video.stats
     for out in args.out:
         video.save(out, fps=args.fps, scale=args.scale)
         print(f"wrote {out}")
@@ -169,5 +163,5 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # bad input, a missing file, an unreadable image
         sys.exit(f"error: {e}")

@@ -44,6 +44,14 @@ class Video:
     regions: list                   # (h, w) region names per frame, None for key frames
     stats: dict = field(default_factory=dict)
 
+    @classmethod
+    def collect(cls, events, n_frames: int) -> "Video":
+        """Put streamed FrameEvents back in time order."""
+        frames, kinds, regions, stats = [None] * n_frames, [None] * n_frames, [None] * n_frames, {}
+        for ev in events:
+            frames[ev.index], kinds[ev.index], regions[ev.index], stats = ev.image, ev.kind, ev.regions, ev.stats
+        return cls(np.stack(frames), kinds, regions, stats)
+
     def save(self, path, fps: int = 8, scale: int = 1) -> Path:
         """Write a .gif or .mp4 (or any format imageio knows); scale > 1 enlarges by pixel repetition."""
         import imageio.v2 as imageio
@@ -222,12 +230,8 @@ class FlashVideoPipeline:
             yield ev
 
     def __call__(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, **kwargs) -> Video:
-        n = key_frames + (key_frames - 1) * interp_frames
-        frames, kinds, regions, stats = [None] * n, [None] * n, [None] * n, {}
-        for ev in self.stream(prompt, key_frames=key_frames, interp_frames=interp_frames, **kwargs):
-            frames[ev.index], kinds[ev.index], regions[ev.index] = ev.image, ev.kind, ev.regions
-            stats = ev.stats
-        return Video(np.stack(frames), kinds, regions, stats)
+        return Video.collect(self.stream(prompt, key_frames=key_frames, interp_frames=interp_frames, **kwargs),
+                             key_frames + (key_frames - 1) * interp_frames)
 
 
 def load_model(folder: Path) -> RetNet:
