@@ -86,7 +86,7 @@ def test_sigkill_then_resume_loses_at_most_one_interval(tokenizer_dir, tmp_path)
     assert (out / "latest").exists(), "no checkpoint was written before the kill"
     logged = max(json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines())
     saved = int((out / "latest").read_text().split("-")[1])
-    assert 0 <= logged - saved < 3  # lost less than one save interval
+    assert 0 <= logged - saved <= 3  # lost at most the save interval (a kill mid-save keeps the previous one)
     args[args.index("--steps") + 1] = saved + 2
     subprocess.run(cli(*args, "--resume"), env=ENV, check=True, capture_output=True, timeout=120)
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
