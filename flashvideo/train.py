@@ -79,11 +79,13 @@ class FolderSource:
         return [caption for caption, _ in self.data.items]
 
 
-def make_source(data: str, size: int, config: FlashVideoConfig | None = None):
+def make_source(data: str, size: int):
+    """"shapes" (the built-in world) or a dataset folder, whose clips span the same times as shapes clips."""
     if data == "shapes":
         return ShapesSource(size)
-    max_key = config.max_key_frames if config else 8
-    return FolderSource(data, size, n_frames=16, t_max=max_key - 1)
+    from .data.shapes import T_MAX
+
+    return FolderSource(data, size, n_frames=16, t_max=T_MAX)
 
 
 def frame_stream(source, seed: int = 0, per_clip: int = 4):
