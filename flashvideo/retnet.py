@@ -167,6 +167,19 @@ class Block(nn.Module):
         return x + self.glu(self.norm2(x)), state
 
 
+def init_weights(model: nn.Module, residual_outputs: tuple, n_layers: int) -> None:
+    """GPT-2 initialisation: N(0, 0.02) for linear and embedding weights, scaled down by sqrt(2 n_layers)
+    for the projections that write into the residual stream (names ending in residual_outputs)."""
+    def normal(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    model.apply(normal)  # the same order of draws as before: children first
+    for name, p in model.named_parameters():
+        if name.endswith(residual_outputs):
+            nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layers))
+
+
 class RetNet(nn.Module):
     """Decoder over the unified token ids of `FlashVideoConfig`; predicts image codes only."""
 
@@ -180,15 +193,7 @@ class RetNet(nn.Module):
         self.blocks = nn.ModuleList(Block(config, gammas) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.n_codes, bias=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():  # scaled init of the residual projections (GPT-2)
-            if name.endswith(("retention.out.weight", "glu.down.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layers))
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
+        init_weights(self, ("retention.out.weight", "glu.down.weight"), config.n_layers)
 
     def hidden(self, idx, state: State | None = None, offset: int = 0, mode: str = "parallel"):
         """idx (B, L) -> final hidden states (B, L, D) and the new per-layer state."""

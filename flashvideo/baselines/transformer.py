@@ -18,7 +18,6 @@ the same seed they give the same tokens (tests/test_baselines.py checks tokens a
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from torch import nn
 
 from ..config import FlashVideoConfig
 from ..layout import KEY, Layout
-from ..retnet import GLU, RMSNorm, rotate, rotation
+from ..retnet import GLU, RMSNorm, init_weights, rotate, rotation
 from ..sampling import sample_token
 
 
@@ -120,15 +119,7 @@ class ARTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.n_codes, bias=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith(("attn.out.weight", "glu.down.weight")):
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layers))
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
+        init_weights(self, ("attn.out.weight", "glu.down.weight"), config.n_layers)
 
     def new_cache(self, batch: int = 1, capacity: int = 1024) -> list[LayerCache]:
         c = self.config
