@@ -15,19 +15,19 @@ class FlashVideoConfig:
     # image tokens
     image_size: int = 64          # frames are image_size x image_size RGB
     grid: int = 8                 # a frame is grid x grid codes (raster order)
-    n_codes: int = 512            # VQ codebook size
+    n_codes: int = 1024           # VQ codebook size
     # text tokens
     n_text: int = 32              # text vocabulary size, id 0 is padding
     text_len: int = 6             # prompt words, padded to this length
     # layout limits
-    max_key_frames: int = 6       # most key frames in one video
-    max_interp_frames: int = 5    # most frames inserted between two key frames
+    max_key_frames: int = 16      # most key frames in one video
+    max_interp_frames: int = 7    # most frames inserted between two key frames
     # RetNet
     d_model: int = 192
     n_layers: int = 4
     n_heads: int = 4
     ffn_mult: float = 2.0         # GLU hidden size = ffn_mult * d_model
-    chunk_size: int = 64          # chunkwise retention block length
+    chunk_size: int = 128         # chunkwise retention block length
     memory_frames: float = 4.0    # longest head's decay horizon 1/(1-gamma), in frames
     shortest_memory: float = 16.0 # shortest head's horizon, in tokens
     # tokenizer backend: "vq" (ours, shipped) or "icetk" (optional)

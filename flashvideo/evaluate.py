@@ -1,11 +1,26 @@
-"""`python -m flashvideo eval`: score a checkpoint on the shapes world.
+"""`python -m flashvideo eval`: score a checkpoint on the shapes world, on every frame a viewer sees.
 
-* prompt adherence -- colour, shape and motion recovered from generated key frames by the analytic
-  detector `shapes.describe`, on seen (training) and held-out combinations;
-* prediction -- text + the true first frame given: PSNR/SSIM of key frames 2..K against the ground truth;
-* interpolation -- both true key frames given: PSNR/SSIM of the n in-between frames, at rho = 0 and the
-  default rho, with the fraction of tokens inherited;
-* tokenizer -- reconstruction PSNR of held-out frames (the ceiling for everything above).
+Every generated video (key frames and in-between frames alike) is read by the analytic detector
+(`shapes.measure`) and compared with what the world's renderer would draw for the prompt:
+
+* adherence -- colour, shape and motion of the whole video (`shapes.describe`), on seen (training)
+  and held-out combinations;
+* motion -- the share of frame-to-frame steps that go the prompted way (at least a quarter of the
+  step the world takes), the share of the path that backtracks, and the net travel (or size change)
+  as a share of the world's;
+* stability -- the coefficient of variation of a moving object's area, the share of frames whose
+  colour or shape class differs from the prompt (flicker), and garbled frames (no object, stray
+  coloured pixels, or an area off by 2x from the video's median);
+* timing -- where each in-between frame sits between its key frames (0.25 / 0.5 / 0.75 for n = 3);
+* length -- the same measures on the first and the last 4 key frames of 16-key-frame videos;
+* prediction and interpolation -- PSNR/SSIM against the exact ground truth, interpolation at rho = 0
+  and rho = 0.5 from the true key frames;
+* inheritance -- the share of in-between tokens inherited at rho = 0.2, 0.5 and 1 on the example prompts;
+* tokenizer -- held-out reconstruction PSNR, codebook usage, and on ground-truth key-frame pairs how often
+  "the code is equal" agrees with "the patch's pixels are equal" (the pixel truth behind the region split).
+
+`check_detector` scores ground-truth renders (which must read 100 %) and a 1 px drift (which must not
+read as motion); `main` refuses to print a table if it fails.
 """
 from __future__ import annotations
 
@@ -21,6 +36,13 @@ from tqdm import tqdm
 
 from .data import shapes
 from .regions import INHERITABLE
+from .timeline import Timeline
+
+EXAMPLES = ["a red circle moves right", "a blue square grows", "a yellow triangle moves down",
+            "a green circle moves left", "a white square shrinks", "a cyan triangle moves up"]
+FORWARD = 0.25          # a step goes the prompted way when it covers at least this share of the world's step
+GARBLED_STRAY = 0.2     # share of loud pixels outside the object above which a frame is garbled
+GARBLED_AREA = 2.0      # area this many times above or below the video's median: garbled (moving objects)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -32,109 +54,248 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of two uint8 images (H, W, 3): 11x11 Gaussian window (sigma 1.5), per channel."""
     x, y = (torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1)[:, None].double() for i in (a, b))
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
-    g = g / g.sum()
-    win = (g[:, None] * g[None, :])[None, None]  # (1, 1, 11, 11)
-
-    def blur(t):
-        return F.conv2d(t, win)
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    win = ((g / g.sum())[:, None] * (g / g.sum())[None, :])[None, None]  # (1, 1, 11, 11)
+    mx, my = F.conv2d(x, win), F.conv2d(y, win)
+    vx, vy = F.conv2d(x * x, win) - mx ** 2, F.conv2d(y * y, win) - my ** 2
+    cxy = F.conv2d(x * y, win) - mx * my
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    return float(s.mean())
+    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean())
 
 
-def _frame_scores(pred: np.ndarray, true: np.ndarray) -> tuple[list, list]:
-    return [psnr(p, t) for p, t in zip(pred, true)], [ssim(p, t) for p, t in zip(pred, true)]
+# ------------------------------------------------------------------------------------ one video
+
+def video_scores(frames: np.ndarray, times, colour: str, shape: str, motion: str) -> dict:
+    """Score one video (uint8 (T, H, W, 3), frame times in key-frame intervals) against its prompt."""
+    size = frames.shape[1]
+    k = size / 64
+    m = shapes.measure(frames)
+    st = shapes.steps(m, size)
+    dt = np.diff(np.asarray(times, dtype=np.float64))
+    if motion in ("grows", "shrinks"):
+        sign = 1 if motion == "grows" else -1
+        progress, expected = sign * st["ds"], shapes.GROWTH * k * dt
+    else:
+        vx, vy = shapes._VELOCITY[motion]
+        progress, expected = vx * st["dx"] + vy * st["dy"], shapes.SPEED * k * dt
+    progress = np.nan_to_num(progress, nan=0.0)
+    area = m["area"][m["area"] > 0]
+    moving = motion.startswith("moves")
+    median = np.median(area) if len(area) else 0.0
+    garbled = (m["area"] == 0) | (m["stray"] > GARBLED_STRAY)
+    if moving and median:
+        garbled |= (m["area"] > GARBLED_AREA * median) | (m["area"] < median / GARBLED_AREA)
+    keys = [i for i, t in enumerate(times) if float(t).is_integer()]
+    timing = {}
+    for a, b in zip(keys, keys[1:]):
+        total = progress[a:b].sum()
+        for j in range(1, b - a):
+            timing.setdefault(j, []).append(progress[a:a + j].sum() / total if abs(total) > 1e-9 else np.nan)
+    found = shapes.describe(frames)
+    return {
+        "colour": found["colour"] == colour, "shape": found["shape"] == shape, "motion": found["motion"] == motion,
+        "forward": int((progress >= FORWARD * expected).sum()), "steps": len(progress),
+        "backtrack": float(-progress[progress < 0].sum()), "path": float(np.abs(progress).sum()),
+        "net_share": float(progress.sum() / expected.sum()) if expected.sum() else float("nan"),
+        "area_cv": float(area.std() / area.mean()) if moving and len(area) > 1 else None,
+        "flicker": sum(s != shape or c != colour for s, c in zip(m["shapes"], m["colours"])),
+        "frames": len(frames), "garbled": int(garbled.sum()), "timing": timing,
+    }
 
 
-def adherence(pipe, combos, key_frames: int, seed: int, desc: str) -> dict:
-    hits = {"colour": 0, "shape": 0, "motion": 0}
-    for i, (colour, shape, motion) in enumerate(tqdm(combos, desc=desc, leave=False)):
-        video = pipe(shapes.make_prompt(colour, shape, motion), key_frames=key_frames, interp_frames=0, seed=seed + i)
-        found = shapes.describe(video.frames)
-        for name, want in (("colour", colour), ("shape", shape), ("motion", motion)):
-            hits[name] += found[name] == want
-    return {k: v / len(combos) for k, v in hits.items()} | {"n": len(combos)}
+def summarise(scores: list[dict]) -> dict:
+    """Pool per-video scores: shares over videos, steps or frames as each measure needs."""
+    if not scores:
+        return {}
+    n = len(scores)
+    cvs = [s["area_cv"] for s in scores if s["area_cv"] is not None]
+    timing = {}
+    for s in scores:
+        for j, v in s["timing"].items():
+            timing.setdefault(j, []).extend(v)
+    path = sum(s["path"] for s in scores)
+    return {
+        "videos": n,
+        "colour": sum(s["colour"] for s in scores) / n, "shape": sum(s["shape"] for s in scores) / n,
+        "motion": sum(s["motion"] for s in scores) / n,
+        "forward_steps": sum(s["forward"] for s in scores) / max(1, sum(s["steps"] for s in scores)),
+        "backtrack": sum(s["backtrack"] for s in scores) / path if path else 0.0,
+        "net_within_25": sum(abs(s["net_share"] - 1) <= 0.25 for s in scores) / n,
+        "net_share_median": float(np.median([s["net_share"] for s in scores])),
+        "area_cv_median": float(np.median(cvs)) if cvs else None,
+        "flicker_frames": sum(s["flicker"] for s in scores) / sum(s["frames"] for s in scores),
+        "garbled_frames": sum(s["garbled"] for s in scores),
+        "frames": sum(s["frames"] for s in scores),
+        "timing": {j: float(np.nanmean(v)) for j, v in sorted(timing.items())},
+    }
 
 
-def prediction(pipe, n_clips: int, key_frames: int, seed: int) -> dict:
+def check_detector(n: int = 24, size: int = 64) -> dict:
+    """The detector must score ground-truth renders at 100 % and must not call a 1 px drift motion."""
+    tl = Timeline(4, 3)
+    truth = []
+    for i, (c, s, mo) in enumerate(shapes.ALL_COMBOS[::max(1, len(shapes.ALL_COMBOS) // n)]):
+        truth.append(video_scores(shapes.render(c, s, mo, 7 + i, tl.times, size), tl.times, c, s, mo))
+    ref = summarise(truth)
+    still = shapes.render("red", "square", "moves right", 3, [0] * len(tl.times), size)
+    drift = np.stack([np.roll(f, int(round(i / (len(tl.times) - 1))), axis=1) for i, f in enumerate(still)])
+    drift_scores = video_scores(drift, tl.times, "red", "square", "moves right")
+    ok = (ref["colour"] == ref["shape"] == ref["motion"] == ref["forward_steps"] == ref["net_within_25"] == 1.0
+          and ref["flicker_frames"] == 0 and ref["garbled_frames"] == 0 and not drift_scores["motion"])
+    return {"ok": bool(ok), "ground_truth": ref, "drift_1px": {k: drift_scores[k] for k in ("motion", "forward", "steps")}}
+
+
+# ------------------------------------------------------------------------------------- the eval
+
+def generated(pipe, combos, seed: int, desc: str, key_frames: int = 4, interp_frames: int = 3, **kw) -> list[dict]:
+    tl = Timeline(key_frames, interp_frames)
+    out = []
+    for i, (c, s, mo) in enumerate(tqdm(combos, desc=desc, leave=False)):
+        video = pipe(shapes.make_prompt(c, s, mo), key_frames=key_frames, interp_frames=interp_frames,
+                     seed=seed + i, **kw)
+        out.append(video_scores(video.frames, tl.times, c, s, mo))
+    return out
+
+
+def long_videos(pipe, combos, seed: int, key_frames: int = 16, window: int = 4, **kw) -> dict:
+    """Quality of the first and the last `window` key frames of long key-frame-only videos."""
+    first, last = [], []
+    for i, (c, s, mo) in enumerate(tqdm(combos, desc=f"{key_frames} key frames", leave=False)):
+        video = pipe(shapes.make_prompt(c, s, mo), key_frames=key_frames, interp_frames=0, seed=seed + i, **kw)
+        t = list(range(window))
+        first.append(video_scores(video.frames[:window], t, c, s, mo))
+        last.append(video_scores(video.frames[-window:], t, c, s, mo))
+    return {"first": summarise(first), "last": summarise(last), "key_frames": key_frames, "window": window}
+
+
+def inheritance(pipe, ratios=(0.2, 0.5, 1.0), seed: int = 0, **kw) -> dict:
+    """Share of in-between tokens inherited (copied, not sampled) on the example prompts."""
+    out = {}
+    for rho in ratios:
+        inherited = total = 0
+        for i, prompt in enumerate(EXAMPLES):
+            for ev in pipe.stream(prompt, key_frames=4, interp_frames=3, inherit_ratio=rho, seed=seed + i, **kw):
+                if ev.kind == "interpolated":
+                    inherited += ev.stats["tokens_inherited"]
+                    total += pipe.config.frame_tokens
+        out[rho] = inherited / total
+    return out
+
+
+def prediction(pipe, n_clips: int, key_frames: int, seed: int, **kw) -> dict:
     ps, ss = [], []
     for i in tqdm(range(n_clips), desc="prediction", leave=False):
         clip = shapes.make_clip(2**40 + i, range(key_frames), "all", pipe.config.image_size)
-        video = pipe(clip.prompt, key_frames=key_frames, interp_frames=0, first_frame=clip.frames[0], seed=seed + i)
-        p, s = _frame_scores(video.frames[1:], clip.frames[1:])
-        ps += p
-        ss += s
+        video = pipe(clip.prompt, key_frames=key_frames, interp_frames=0, first_frame=clip.frames[0],
+                     seed=seed + i, **kw)
+        ps += [psnr(p, t) for p, t in zip(video.frames[1:], clip.frames[1:])]
+        ss += [ssim(p, t) for p, t in zip(video.frames[1:], clip.frames[1:])]
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "frames": len(ps)}
 
 
-def interpolation(pipe, n_clips: int, n: int, ratio: float, seed: int) -> dict:
-    ps, ss, inherited, total = [], [], 0, 0
+def interpolation(pipe, n_clips: int, n: int, ratio: float, seed: int, **kw) -> dict:
+    """PSNR/SSIM of the n in-between frames, given the true key frames."""
+    ps, ss, inherited = [], [], 0
+    tl = Timeline(2, n)
     for i in tqdm(range(n_clips), desc=f"interpolation rho={ratio}", leave=False):
-        times = shapes.frame_times(2, n)  # A, n in-between, B
-        clip = shapes.make_clip(2**41 + i, times, "all", pipe.config.image_size)
+        clip = shapes.make_clip(2**41 + i, tl.times, "all", pipe.config.image_size)
         keys = list(pipe.tokenizer.encode_frames(clip.frames[[0, -1]]))
-        text = pipe.encode_prompt(clip.prompt)
-        out = list(pipe.interpolation_codes(text, keys, n, ratio, seed + i))
+        out = list(pipe.interpolation_codes(pipe.encode_prompt(clip.prompt), keys, n, ratio, seed + i, **kw))
         frames = pipe.tokenizer.decode_frames(torch.stack([codes for _, _, codes, _ in out]))
-        p, s = _frame_scores(frames, clip.frames[1:-1])
-        ps += p
-        ss += s
+        ps += [psnr(f, t) for f, t in zip(frames, clip.frames[1:-1])]
+        ss += [ssim(f, t) for f, t in zip(frames, clip.frames[1:-1])]
         inherited += sum(int((r == INHERITABLE).sum()) for *_, r in out)
-        total += len(out) * pipe.config.frame_tokens
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "inherited": inherited / total}
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)),
+            "inherited": inherited / (len(ps) * pipe.config.frame_tokens), "rho": ratio}
 
 
-def tokenizer_psnr(pipe, n_clips: int) -> float:
-    frames = np.concatenate([shapes.make_clip(2**42 + i, [0, 2.5, 5], "heldout", pipe.config.image_size).frames
-                             for i in range(n_clips)])
-    recon = pipe.tokenizer.decode_frames(pipe.tokenizer.encode_frames(frames))
-    return psnr(recon, frames)
+def code_pixel_agreement(tokenizer, frames_a: np.ndarray, frames_b: np.ndarray) -> float:
+    """Share of tokens where "code(A) == code(B)" agrees with "patch pixels of A == those of B"."""
+    g = tokenizer.grid
+    p = tokenizer.image_size // g
+    ca, cb = tokenizer.encode_frames(frames_a), tokenizer.encode_frames(frames_b)  # (N, g, g)
+    diff = (frames_a != frames_b).any(-1).reshape(len(frames_a), g, p, g, p).any(axis=(2, 4))
+    return float(((ca == cb).numpy() == ~diff).mean())
 
 
-def evaluate(pipe, *, seen: int = 45, key_frames: int = 4, interp_frames: int = 3, inherit_ratio: float = 0.2,
-             clips: int = 24, seed: int = 0) -> dict:
-    """All metrics as a dict. `seen` training combinations (evenly spread) and all held-out ones."""
+def tokenizer_scores(pipe, n_clips: int) -> dict:
+    size = pipe.config.image_size
+    held = np.concatenate([shapes.make_clip(2**42 + i, [0, 2.5, 5], "heldout", size).frames for i in range(n_clips)])
+    codes = pipe.tokenizer.encode_frames(held)
+    recon = pipe.tokenizer.decode_frames(codes)
+    pairs = [shapes.make_clip(2**43 + i, [0, 1], "all", size).frames for i in range(n_clips)]
+    a, b = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    return {"psnr": psnr(recon, held), "codes_used": int(len(torch.unique(codes))),
+            "code_pixel_agreement": code_pixel_agreement(pipe.tokenizer, a, b)}
+
+
+def evaluate(pipe, *, seen: int = 45, clips: int = 24, long: int = 12, seed: int = 0, **sampling) -> dict:
+    """All metrics as a dict. `seen` training combinations (evenly spread) and all held-out ones, 4 key
+    frames and 3 in-between frames at rho = 0.2; `sampling` (temperature, top_k, ...) goes to the pipeline."""
     t0 = time.perf_counter()
     train = shapes.TRAIN_COMBOS[:: max(1, len(shapes.TRAIN_COMBOS) // seen)][:seen]
+    seen_scores = generated(pipe, train, seed, "seen", inherit_ratio=0.2, **sampling)
+    held_scores = generated(pipe, shapes.HELDOUT_COMBOS, seed, "held out", inherit_ratio=0.2, **sampling)
     return {
-        "adherence_seen": adherence(pipe, train, key_frames, seed, "adherence (seen)"),
-        "adherence_heldout": adherence(pipe, shapes.HELDOUT_COMBOS, key_frames, seed, "adherence (held out)"),
-        "prediction": prediction(pipe, clips, key_frames, seed),
-        "interpolation_rho0": interpolation(pipe, clips, interp_frames, 0.0, seed),
-        "interpolation": interpolation(pipe, clips, interp_frames, inherit_ratio, seed) | {"rho": inherit_ratio},
-        "tokenizer_psnr": tokenizer_psnr(pipe, clips),
-        "settings": {"key_frames": key_frames, "interp_frames": interp_frames, "inherit_ratio": inherit_ratio,
-                     "clips": clips, "seen_combinations": len(train), "seed": seed},
+        "seen": summarise(seen_scores), "heldout": summarise(held_scores),
+        "all": summarise(seen_scores + held_scores),
+        "long": long_videos(pipe, shapes.ALL_COMBOS[::max(1, len(shapes.ALL_COMBOS) // long)][:long], seed, **sampling),
+        "inheritance": inheritance(pipe, seed=seed, **sampling),
+        "prediction": prediction(pipe, clips, 4, seed, **sampling),
+        "interpolation_rho0": interpolation(pipe, clips, 3, 0.0, seed, **sampling),
+        "interpolation_rho05": interpolation(pipe, clips, 3, 0.5, seed, **sampling),
+        "tokenizer": tokenizer_scores(pipe, clips),
+        "settings": {"clips": clips, "seen_combinations": len(train), "seed": seed, **sampling},
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
 
 def to_markdown(r: dict) -> str:
-    a, h = r["adherence_seen"], r["adherence_heldout"]
-    p, i0, i = r["prediction"], r["interpolation_rho0"], r["interpolation"]
+    a, h, al, lg = r["seen"], r["heldout"], r["all"], r["long"]
+    p, i0, i5, tok, inh = r["prediction"], r["interpolation_rho0"], r["interpolation_rho05"], r["tokenizer"], r["inheritance"]
     pct = "{:.0%}".format
-    return "\n".join([
-        "| metric | value |", "|---|---|",
-        f"| adherence, seen ({a['n']} prompts): colour / shape / motion | {pct(a['colour'])} / {pct(a['shape'])} / {pct(a['motion'])} |",
-        f"| adherence, held out ({h['n']} prompts): colour / shape / motion | {pct(h['colour'])} / {pct(h['shape'])} / {pct(h['motion'])} |",
-        f"| prediction (first frame given), PSNR / SSIM | {p['psnr']:.2f} dB / {p['ssim']:.3f} |",
-        f"| interpolation rho=0, PSNR / SSIM | {i0['psnr']:.2f} dB / {i0['ssim']:.3f} |",
-        f"| interpolation rho={i['rho']}, PSNR / SSIM (tokens inherited) | {i['psnr']:.2f} dB / {i['ssim']:.3f} ({pct(i['inherited'])}) |",
-        f"| tokenizer reconstruction PSNR (held-out frames) | {r['tokenizer_psnr']:.2f} dB |",
-    ])
+    timing = " / ".join(f"{v:.2f}" for v in al["timing"].values())
+    rows = [
+        ("adherence, seen ({videos} prompts): colour / shape / motion".format(**a),
+         f"{pct(a['colour'])} / {pct(a['shape'])} / {pct(a['motion'])}"),
+        ("adherence, held out ({videos} prompts): colour / shape / motion".format(**h),
+         f"{pct(h['colour'])} / {pct(h['shape'])} / {pct(h['motion'])}"),
+        ("frame-to-frame steps that go the prompted way", pct(al["forward_steps"])),
+        ("share of the path that backtracks", pct(al["backtrack"])),
+        ("videos whose net travel / size change is within ±25 % of the world's (median share)",
+         f"{pct(al['net_within_25'])} ({al['net_share_median']:.2f})"),
+        ("moving objects' area coefficient of variation (median)", f"{al['area_cv_median']:.3f}"),
+        ("frames whose shape or colour differs from the prompt (flicker)", pct(al["flicker_frames"])),
+        ("garbled or collapsed frames", f"{al['garbled_frames']} of {al['frames']}"),
+        ("in-between timing (world: 0.25 / 0.50 / 0.75)", timing),
+        (f"{lg['key_frames']}-key-frame videos, first vs last {lg['window']} key frames: steps forward",
+         f"{pct(lg['first']['forward_steps'])} vs {pct(lg['last']['forward_steps'])}"),
+        (f"{lg['key_frames']}-key-frame videos, first vs last {lg['window']} key frames: flicker",
+         f"{pct(lg['first']['flicker_frames'])} vs {pct(lg['last']['flicker_frames'])}"),
+        ("inherited share of in-between tokens at rho = 0.2 / 0.5 / 1 (example prompts)",
+         " / ".join(pct(v) for v in inh.values())),
+        ("prediction (first frame given), PSNR / SSIM", f"{p['psnr']:.2f} dB / {p['ssim']:.3f}"),
+        ("interpolation rho=0, PSNR / SSIM", f"{i0['psnr']:.2f} dB / {i0['ssim']:.3f}"),
+        ("interpolation rho=0.5, PSNR / SSIM (tokens inherited)",
+         f"{i5['psnr']:.2f} dB / {i5['ssim']:.3f} ({pct(i5['inherited'])})"),
+        ("tokenizer: held-out PSNR, codes used", f"{tok['psnr']:.2f} dB, {tok['codes_used']}"),
+        ("tokenizer: 'code equal' agrees with 'patch pixels equal' (ground-truth key-frame pairs)",
+         f"{tok['code_pixel_agreement']:.1%}"),
+    ]
+    return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
 def main(args) -> None:
     from .pipeline import FlashVideoPipeline
 
+    check = check_detector()
+    if not check["ok"]:
+        raise RuntimeError(f"the detector does not score ground truth at 100 %: {check}")
     pipe = FlashVideoPipeline.from_pretrained(args.model)
-    result = evaluate(pipe, seen=args.seen, clips=args.clips, seed=args.seed)
+    result = evaluate(pipe, seen=args.seen, clips=args.clips, long=args.long, seed=args.seed)
+    result["detector_check"] = check
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    (out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
     table = to_markdown(result)
     (out / "eval.md").write_text(table + "\n")
     print(table)

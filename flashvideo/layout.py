@@ -55,6 +55,11 @@ class Layout:
         padded = text_ids + [0] * (c.text_len - len(text_ids))
         return torch.tensor(padded, dtype=torch.long) + c.text_offset
 
+    def null_text(self) -> torch.Tensor:
+        """(text_len,) all-padding text block: the "no prompt" condition of classifier-free guidance
+        (training drops prompts to it; decoding with a guidance scale runs it beside the prompt)."""
+        return torch.zeros(self.config.text_len, dtype=torch.long) + self.config.text_offset
+
     def header(self, task: int, text: torch.Tensor, sn: int) -> torch.Tensor:
         """(header_len,) tokens: task, padded text (from `text_block`), SN_sn."""
         c = self.config

@@ -1,8 +1,8 @@
 """Tokenizers: prompts -> word ids, frames -> grids of VQ codes and back.
 
 Two backends share the `Tokenizer` interface:
-  * "vq"    - `VQTokenizer`: a word-level text tokenizer plus a small convolutional VQ-VAE
-              (64x64 frame -> 8x8 codes by default). Stored as tokenizer.json + tokenizer.safetensors.
+  * "vq"    - `VQTokenizer`: a word-level text tokenizer plus a small patch-local VQ-VAE
+              (64x64 frame -> 8x8 codes by default; a code depends only on its own 8x8 patch). Stored as tokenizer.json + tokenizer.safetensors.
   * "icetk" - `IcetkTokenizer`: CogVideo's icetk (optional, needs torchvision and downloaded weights).
 """
 from __future__ import annotations
@@ -96,9 +96,16 @@ def _words(text: str) -> list[str]:
 
 
 class WordTokenizer:
-    """Word-level tokenizer over a fixed vocabulary: word i of `vocab` has id i+1, id 0 is padding."""
+    """Word-level tokenizer over a fixed vocabulary: word i of `vocab` has id i+1, id 0 is padding.
 
-    def __init__(self, vocab: list[str], ignore: tuple[str, ...] = ("a", "an", "the")):
+    With ``slots`` (a grammar, e.g. ``{"colour": ["red", ...], "shape": [...], "motion": ["moves left",
+    ..., "grows"]}``) a prompt must name exactly one phrase of every slot, in any order, and is encoded
+    in the slot order: "circle right red moves" reads as "red circle moves right", and "a circle moves
+    right" is refused with a message naming the missing colour and the choices. Without slots the
+    words are encoded as given."""
+
+    def __init__(self, vocab: list[str], ignore: tuple[str, ...] = ("a", "an", "the"),
+                 slots: dict[str, list[str]] | None = None):
         vocab, ignore = list(vocab), tuple(ignore)
         bad = [w for w in vocab if not isinstance(w, str) or _words(w) != [w]]
         if bad:
@@ -113,6 +120,10 @@ class WordTokenizer:
             raise ValueError("vocabulary is empty")
         self.vocab, self.ignore = vocab, ignore
         self._ids = {w: i + 1 for i, w in enumerate(vocab)}
+        self.slots = {str(k): [str(p) for p in v] for k, v in (slots or {}).items()}
+        outside = sorted({w for v in self.slots.values() for p in v for w in _words(p)} - set(vocab))
+        if outside:
+            raise ValueError(f"grammar phrases use words {outside} that are not in the vocabulary")
 
     @property
     def n_text(self) -> int:
@@ -127,7 +138,33 @@ class WordTokenizer:
         unknown = [w for w in dict.fromkeys(words) if w not in self._ids]
         if unknown:
             raise ValueError(f"unknown words {unknown} in prompt {prompt!r}; known words: {', '.join(self.vocab)}")
+        if self.slots:
+            words = self._canonical(prompt, words)
         return [self._ids[w] for w in words]
+
+    def _canonical(self, prompt: str, words: list[str]) -> list[str]:
+        """The prompt's phrases in slot order; ValueError naming a missing, repeated or stray part."""
+        left, found = list(words), {}
+        for slot, phrases in self.slots.items():
+            for phrase in sorted(phrases, key=lambda p: -len(p.split())):  # "moves left" before "moves"
+                parts = phrase.split()
+                if all(w in left for w in parts):
+                    found.setdefault(slot, []).append(phrase)
+                    for w in parts:
+                        left.remove(w)
+        missing = [slot for slot in self.slots if slot not in found]
+        if missing:
+            choices = "; ".join(f"{slot}: {', '.join(self.slots[slot])}" for slot in missing)
+            raise ValueError(f"prompt {prompt!r} has no {' and no '.join(missing)}; name one ({choices}), "
+                             f"e.g. 'a red circle moves right'")
+        twice = {slot: v for slot, v in found.items() if len(v) > 1}
+        if twice:
+            raise ValueError(f"prompt {prompt!r} names more than one {' and '.join(twice)}: "
+                             f"{'; '.join(', '.join(v) for v in twice.values())}; name one of each")
+        if left:
+            raise ValueError(f"prompt {prompt!r}: the word(s) {left} do not fit its description; "
+                             f"expected one {', one '.join(self.slots)}, e.g. 'a red circle moves right'")
+        return [w for slot in self.slots for w in found[slot][0].split()]
 
     def decode(self, ids) -> str:
         ids = [int(i) for i in ids]
@@ -137,22 +174,35 @@ class WordTokenizer:
         return " ".join(self.vocab[i - 1] for i in ids if i != 0)
 
     def to_dict(self) -> dict:
-        return {"vocab": list(self.vocab), "ignore": list(self.ignore)}
+        return {"vocab": list(self.vocab), "ignore": list(self.ignore), **({"slots": self.slots} if self.slots else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "WordTokenizer":
-        return cls(d["vocab"], tuple(d.get("ignore", ("a", "an", "the"))))
+        return cls(d["vocab"], tuple(d.get("ignore", ("a", "an", "the"))), d.get("slots"))
 
 
 # ----------------------------------------------------------------------------- VQ-VAE
 
-class _ResBlock(nn.Module):
-    """x + conv1x1(silu(conv3x3(silu(norm(x))))); `VQVAE._init_weights` zeroes the last conv so that
-    every block starts as the identity."""
+class _PixelNorm(nn.Module):
+    """RMS norm over the channels of each position on its own (no statistics across positions)."""
 
     def __init__(self, ch: int):
         super().__init__()
-        self.body = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+        self.weight = nn.Parameter(torch.ones(ch, 1, 1))
+
+    def forward(self, x):                                                # (B,C,H,W)
+        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-6) * self.weight
+
+
+class _ResBlock(nn.Module):
+    """x + conv(silu(conv(silu(pixelnorm(x))))). ``k=1`` keeps each position on its own (encoder);
+    ``k=3`` with replicate padding lets the decoder look at neighbouring codes without border effects.
+    `VQVAE._init_weights` zeroes the last conv so that every block starts as the identity."""
+
+    def __init__(self, ch: int, k: int):
+        super().__init__()
+        conv = dict(padding=k // 2, padding_mode="replicate") if k > 1 else {}
+        self.body = nn.Sequential(_PixelNorm(ch), nn.SiLU(), nn.Conv2d(ch, ch, k, **conv),
                                   nn.SiLU(), nn.Conv2d(ch, ch, 1))
 
     def forward(self, x):
@@ -204,55 +254,50 @@ class CosineQuantizer(nn.Module):
 
 
 class VQVAE(nn.Module):
-    """Small conv VQ-VAE: (B,3,H,W) in [-1,1] -> (B,h,w) codes with h = w = image_size // downsample.
+    """Patch-local VQ-VAE: (B,3,H,W) in [-1,1] -> (B,h,w) codes with h = w = image_size // downsample.
 
-    Encoder: strided 4x4 convs (channels, then 2*channels), residual blocks, 1x1 to code_dim.
-    Decoder: the mirror with 4x4 transposed convs and a final 3x3 conv to RGB.
+    Encoder: a code sees only its own downsample x downsample patch. Two non-overlapping strided convs
+    (sub-patches of downsample/2, then 2x2 of them) and position-wise (1x1) residual blocks; no padding
+    and no statistics across positions, so identical patches get identical codes wherever they are and
+    whatever else is in the frame, and a plain frame is a single code.
+    Decoder: 3x3 convs with replicate padding over the code grid (it may look at neighbouring codes to
+    draw smooth edges), nearest 2x upsampling steps, a 3x3 conv to RGB.
     """
 
-    def __init__(self, *, image_size: int = 64, downsample: int = 8, n_codes: int = 512,
+    def __init__(self, *, image_size: int = 64, downsample: int = 8, n_codes: int = 1024,
                  code_dim: int = 32, channels: int = 64, n_res: int = 2):
         super().__init__()
         if downsample < 2 or downsample & (downsample - 1):
             raise ValueError(f"downsample must be a power of 2 >= 2, got {downsample}")
         if image_size % downsample:
             raise ValueError(f"image_size={image_size} is not a multiple of downsample={downsample}")
-        if channels % 8:
-            raise ValueError(f"channels must be a multiple of 8, got {channels}")
         self.kwargs = dict(image_size=image_size, downsample=downsample, n_codes=n_codes,
                            code_dim=code_dim, channels=channels, n_res=n_res)
         self.image_size, self.n_codes, self.grid = image_size, n_codes, image_size // downsample
-        levels = int(math.log2(downsample))
-        chans = [channels * min(2 ** i, 2) for i in range(levels)]     # width after each downsampling
-        top = chans[-1]
-
-        enc, c_in = [], 3
-        for c in chans:                                                 # (B,c,H/2^i,W/2^i)
-            enc += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.SiLU()]
-            c_in = c
-        enc += [_ResBlock(top) for _ in range(n_res)]
-        enc += [nn.GroupNorm(8, top), nn.SiLU(), nn.Conv2d(top, code_dim, 1)]          # (B,D,h,w)
+        top = 2 * channels
+        sub = downsample // 2
+        enc = [nn.Conv2d(3, channels, sub, stride=sub), nn.SiLU(),     # (B,C,H/sub,W/sub): one per sub-patch
+               nn.Conv2d(channels, top, 2, stride=2)]                   # (B,2C,h,w): one per patch
+        enc += [_ResBlock(top, 1) for _ in range(n_res)]
+        enc += [_PixelNorm(top), nn.SiLU(), nn.Conv2d(top, code_dim, 1)]                # (B,D,h,w)
         self.encoder = nn.Sequential(*enc)
         self.quantizer = CosineQuantizer(n_codes, code_dim)
 
-        dec = [nn.Conv2d(code_dim, top, 3, padding=1)] + [_ResBlock(top) for _ in range(n_res)]
-        outs = chans[::-1][1:] + [channels // 2]
+        rep = dict(padding=1, padding_mode="replicate")
+        dec = [nn.Conv2d(code_dim, top, 3, **rep)] + [_ResBlock(top, 3) for _ in range(n_res)]
         c_in = top
-        for c in outs:                                                  # (B,c,2h,2w) ... (B,c/2,H,W)
-            dec += [nn.SiLU(), nn.ConvTranspose2d(c_in, c, 4, stride=2, padding=1)]
+        for i in range(int(math.log2(downsample))):                      # (B,c,2h,2w) ... (B,c,H,W)
+            c = max(channels // 2, top >> (i + 1))
+            dec += [nn.SiLU(), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c, 3, **rep)]
             c_in = c
-        dec += [nn.SiLU(), nn.Conv2d(c_in, 3, 3, padding=1)]                          # (B,3,H,W)
+        dec += [nn.SiLU(), nn.Conv2d(c_in, 3, 3, **rep)]                                # (B,3,H,W)
         self.decoder = nn.Sequential(*dec)
         self._init_weights()
 
     def _init_weights(self):
-        """He-normal init (PyTorch's default shrinks the signal at every layer, which stalls early training).
-        A stride-2 4x4 transposed conv feeds each output pixel from in_channels * 2 * 2 taps."""
+        """He-normal init (PyTorch's default shrinks the signal at every layer, which stalls early training)."""
         for m in self.modules():
-            if isinstance(m, nn.ConvTranspose2d):
-                nn.init.normal_(m.weight, std=(2.0 / (m.in_channels * 4)) ** 0.5)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
         for m in self.modules():

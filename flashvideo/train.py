@@ -51,6 +51,9 @@ class ShapesSource:
     def vocabulary(self) -> list[str]:
         return self.shapes.vocabulary()
 
+    def grammar(self) -> dict | None:
+        return self.shapes.grammar()
+
     def prompts(self) -> list[str]:
         return [self.shapes.make_prompt(*c) for c in self.shapes.ALL_COMBOS]
 
@@ -75,6 +78,9 @@ class FolderSource:
     def vocabulary(self) -> list[str]:
         return self.data.vocabulary()
 
+    def grammar(self) -> dict | None:
+        return None  # captions are free word sequences
+
     def prompts(self) -> list[str]:
         return [caption for caption, _ in self.data.items]
 
@@ -96,8 +102,13 @@ def frame_stream(source, seed: int = 0, per_clip: int = 4):
 
 
 def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
-               p_given: float):
-    """-> tokens (B, L), targets (B, L), and a short description of the task."""
+               p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0):
+    """-> tokens (B, L), targets (B, L), and a short description of the task.
+
+    With ``batch_tokens`` the batch holds that many tokens (at least one sequence) instead of
+    ``batch_size`` sequences, so long and short sequences cost about the same per step. Each
+    sequence's prompt is replaced by the null text with probability ``p_uncond`` (prompt dropout,
+    which classifier-free guidance needs)."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
     if rng.random() < p_interp:
@@ -109,11 +120,13 @@ def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: in
         k = int(rng.integers(2, int(t_max) + 2))
         given = rng.random() < p_given
         times, generated, task = list(range(k)), range(1 if given else 0, k), f"key K={k}{' +first' if given else ''}"
+    if batch_tokens:
+        batch_size = max(1, batch_tokens // (len(times) * layout.frame_len))
     clips = [source.sample(rng, times) for _ in range(batch_size)]
     codes = tokenizer.encode_frames(np.concatenate([f for _, f in clips])).view(batch_size, len(times), c.grid, c.grid)
     seqs = []
     for (prompt, _), cl in zip(clips, codes):
-        text = layout.text_block(tokenizer.encode_text(prompt))
+        text = layout.null_text() if rng.random() < p_uncond else layout.text_block(tokenizer.encode_text(prompt))
         seqs.append(layout.interp_sequence(text, cl[0], cl[1], cl[2:]) if task.startswith("interp")
                     else layout.key_sequence(text, cl))
     tokens = torch.stack(seqs)
@@ -136,6 +149,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     p_interp: float = 0.5
     p_given: float = 0.25
+    p_uncond: float = 0.1                  # prompt dropout for classifier-free guidance
+    batch_tokens: int = 0                  # if set, tokens per batch (overrides batch_size)
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -260,7 +275,8 @@ def train(tc: TrainConfig) -> Path:
         end = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
         while step < end and not stop["now"]:
             rng = np.random.default_rng([tc.seed, rank, step])
-            tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given)
+            tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given,
+                                              tc.p_uncond, tc.batch_tokens)
             data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:

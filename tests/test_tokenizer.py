@@ -280,3 +280,96 @@ def test_train_tokenizer_rejects_wrong_frames():
     with pytest.raises(ValueError, match=r"\(N,64,64,3\)"):
         train_tokenizer(iter([np.zeros((4, 32, 32, 3), np.uint8)]), vq_kwargs={}, steps=1, batch_size=2,
                         log_every=1, progress=False)
+
+
+# ---------------------------------------------------------------------------- patch-local codes
+
+def _shipped_tokenizer():
+    from pathlib import Path
+
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.tokenizer import load_tokenizer
+
+    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "shapes"
+    return load_tokenizer(folder, FlashVideoConfig.load(folder / "config.json"))
+
+
+@pytest.mark.parametrize("which", ["random", "shipped"])
+def test_a_code_depends_only_on_its_own_patch(which):
+    from flashvideo.data import shapes
+
+    tok = small_tokenizer() if which == "random" else _shipped_tokenizer()
+    size, g = tok.image_size, tok.grid
+    p = size // g
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+    if which == "shipped":
+        base = np.stack([shapes.make_clip(i, [0], "all", size).frames[0] for i in range(8)])
+    codes = tok.encode_frames(base)
+    for trial in range(8):
+        i, j = rng.integers(0, g, 2)
+        changed = base.copy()
+        changed[:, i * p:(i + 1) * p, j * p:(j + 1) * p] = rng.integers(0, 256, (8, p, p, 3), dtype=np.uint8)
+        far = np.ones((g, g), bool)
+        far[max(0, i - 1):i + 2, max(0, j - 1):j + 2] = False        # two or more patches away
+        assert (tok.encode_frames(changed)[:, far] == codes[:, far]).all()
+
+
+@pytest.mark.parametrize("which", ["random", "shipped"])
+def test_a_plain_frame_is_a_single_code(which):
+    tok = small_tokenizer() if which == "random" else _shipped_tokenizer()
+    rng = np.random.default_rng(1)
+    colours = [(16, 16, 16), (230, 30, 30), (255, 255, 255), (0, 0, 0)] + [tuple(rng.integers(0, 256, 3)) for _ in range(4)]
+    frames = np.stack([np.full((tok.image_size, tok.image_size, 3), c, np.uint8) for c in colours])
+    codes = tok.encode_frames(frames)
+    assert all(len(torch.unique(c)) == 1 for c in codes)
+    decoded = tok.decode_frames(codes)                                 # and it decodes to a plain frame
+    assert all(np.ptp(d.reshape(-1, 3), axis=0).max() <= 2 for d in decoded)
+
+
+def test_codes_agree_with_pixels_on_ground_truth_pairs():
+    from flashvideo.data import shapes
+    from flashvideo.evaluate import code_pixel_agreement
+
+    tok = _shipped_tokenizer()
+    pairs = [shapes.make_clip(10**6 + i, [0, 1], "all", tok.image_size).frames for i in range(64)]
+    a, b = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    assert code_pixel_agreement(tok, a, b) >= 0.98
+    assert code_pixel_agreement(tok, a, a) == 1.0
+    assert code_pixel_agreement(tok, a, a[::-1]) < 0.9                 # an honest measure can fail
+
+
+# ---------------------------------------------------------------------------- prompt grammar
+
+def grammar_tokenizer():
+    from flashvideo.data import shapes
+
+    return WordTokenizer(shapes.vocabulary(), slots=shapes.grammar())
+
+
+@pytest.mark.parametrize("prompt", ["a red circle moves right", "  A Red CIRCLE   moves   right. ",
+                                    "circle right red moves", "moves right, a red circle!", "red moves circle right"])
+def test_grammar_reads_any_word_order_the_same(prompt):
+    tok = grammar_tokenizer()
+    assert tok.decode(tok.encode(prompt)) == "red circle moves right"
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("a pink circle moves right", r"unknown words \['pink'\].*known words: red"),
+    ("a circle moves right", r"has no colour; name one \(colour: red, green"),
+    ("a red moves right", r"has no shape"),
+    ("a red circle", r"has no motion"),
+    ("a red circle moves", r"has no motion.*moves left"),
+    ("a red blue circle grows", r"more than one colour: red, blue"),
+    ("a red circle right grows", r"\['right'\] do not fit"),
+])
+def test_grammar_refuses_incomplete_or_contradictory_prompts(prompt, message):
+    with pytest.raises(ValueError, match=message):
+        grammar_tokenizer().encode(prompt)
+
+
+def test_grammar_round_trips_through_save(tmp_path):
+    tok = VQTokenizer(grammar_tokenizer(), VQVAE(image_size=16, downsample=4, n_codes=16, code_dim=8, channels=16, n_res=1))
+    tok.save(tmp_path)
+    meta = json.loads((tmp_path / "tokenizer.json").read_text())
+    assert WordTokenizer.from_dict(meta).slots == tok.words.slots

@@ -5,22 +5,24 @@ default model and doubles as its benchmark: every clip re-renders exactly at any
 prediction and frame interpolation have exact ground truth, and `describe` reads colour, shape and
 motion back out of a generated video.
 
-Time model
-----------
+Time model and the length rule
+------------------------------
 Time ``t`` is measured in key-frame intervals. Key frame ``k`` (1-based) sits at ``t = k - 1``; with
 ``n`` frames inserted between two key frames, inserted frame ``j`` (1..n) after key frame ``k`` sits
-at ``t = (k - 1) + j / (n + 1)`` (see `frame_times`). Motion runs at a fixed rate per motion type, so
-a video is fully determined by its prompt and its first frame:
+at ``t = (k - 1) + j / (n + 1)`` (see `flashvideo.timeline`). Motion runs at a fixed rate per motion type, so
+a video is fully determined by its prompt and its first frame, and a clip can be as long as asked:
 
-* ``moves left/right/up/down``: the object travels ``SPEED`` = 4 px per unit t (at size 64);
-* ``grows`` / ``shrinks``: its size (circle diameter, square side, triangle base and height) changes
-  by ``GROWTH`` = 2 px per unit t (at size 64).
+* ``moves left/right/up/down``: the object travels ``SPEED`` = 4 px per unit t (at size 64) on a
+  torus: what leaves one edge comes back in at the opposite edge (drawn split across both edges while
+  it crosses). Direction never changes, so "moves right" is true of every frame step, for ever.
+* ``grows`` / ``shrinks``: the size (circle diameter, square side, triangle base and height) changes
+  by ``GROWTH`` = 2 px per unit t (at size 64) and wraps around the range ``SIZE_RANGE`` = 8..32 px:
+  a growing object that reaches 32 px starts again at 8 px (a shrinking one the other way round).
+  Sizes, like positions, live on a circle, so both rules extend to any length.
 
-Only the start position and the size are random. The size drawn is ``START_SIZE`` = 10..18 px (at 64)
-at t = 0, except for "shrinks", where it is the size at ``T_MAX`` (so shrinking objects start at
-24..32 px and never fall below 10 px); growing objects reach at most 32 px. Positions are drawn so
-the object lies wholly inside the frame, ``MARGIN`` px from its edges, for every t in [0, T_MAX].
-All lengths scale with ``size / 64``.
+The start is random: the centroid anywhere in the frame, the size ``MOVING_SIZE`` = 10..18 px for
+moving objects and anywhere in ``SIZE_RANGE`` for growing and shrinking ones. All lengths scale with
+``size / 64``. `T_MAX` is only the span that training clips and folder datasets are sampled over.
 
 Rasterisation is hard-edged: a pixel takes the object's colour when its centre lies inside the
 shape, computed from float positions, so sub-pixel motion moves edges by whole pixels,
@@ -29,12 +31,10 @@ the centroid is 2/3 of the height below the apex), so "grows" and "shrinks" neve
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import Sequence
 
 import numpy as np
-import torch
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 30, 30),
@@ -50,11 +50,11 @@ BACKGROUND: tuple[int, int, int] = (16, 16, 16)
 SHAPES = ("circle", "square", "triangle")
 MOTIONS = ("moves left", "moves right", "moves up", "moves down", "grows", "shrinks")
 
-T_MAX = 7.0         # clips are guaranteed in frame for t in [0, T_MAX], i.e. 8 key frames
-SPEED = 4.0         # px per unit t for "moves ...", at size 64
-GROWTH = 2.0        # px of size per unit t for "grows" / "shrinks", at size 64
-START_SIZE = (10.0, 18.0)  # px at size 64 (for "shrinks": the size at T_MAX)
-MARGIN = 1.0        # px kept free between the object and the frame edge, at size 64
+T_MAX = 15.0        # training clips span t in [0, T_MAX], i.e. 16 key frames (any t renders)
+SPEED = 4.0         # px per unit t for "moves ...", at size 64 (positions wrap around the frame)
+GROWTH = 2.0        # px of size per unit t for "grows" / "shrinks", at size 64 (sizes wrap in SIZE_RANGE)
+MOVING_SIZE = (10.0, 18.0)  # px at size 64: size of moving objects
+SIZE_RANGE = (8.0, 32.0)    # px at size 64: sizes of growing / shrinking objects wrap around this range
 
 _VELOCITY = {"moves left": (-1, 0), "moves right": (1, 0), "moves up": (0, -1), "moves down": (0, 1)}
 
@@ -100,55 +100,9 @@ def vocabulary() -> list[str]:
     return words
 
 
-def parse_prompt(prompt: str) -> tuple[str, str, str]:
-    """Read ``(colour, shape, motion)`` from a prompt such as "A red circle, moves right!".
-
-    Case, extra whitespace, punctuation and the articles "a"/"an" are ignored, and word order is free.
-    Raises ValueError naming unknown words (and listing the known ones), or saying what is missing
-    or given twice.
-    """
-    words = [w for w in re.findall(r"[a-z]+", prompt.lower()) if w not in ("a", "an")]
-    known = vocabulary()
-    unknown = [w for w in words if w not in known]
-    if unknown:
-        raise ValueError(f"unknown word(s) {unknown} in prompt {prompt!r}; known words: {', '.join(known)}")
-    directions = [m.split()[1] for m in _VELOCITY]
-    found = {
-        "colour": [w for w in words if w in COLOURS],
-        "shape": [w for w in words if w in SHAPES],
-        "motion": [w for w in words if w in ("grows", "shrinks")]
-        + [f"moves {w}" for w in words if w in directions],
-    }
-    if "moves" in words and not any(w in directions for w in words):
-        raise ValueError(f"prompt {prompt!r} says 'moves' but not where ({', '.join(directions)})")
-    if any(w in directions for w in words) and "moves" not in words:
-        raise ValueError(f"prompt {prompt!r} gives a direction without 'moves'")
-    missing = [k for k, v in found.items() if not v]
-    if missing:
-        raise ValueError(f"prompt {prompt!r} is missing a {' and a '.join(missing)}; "
-                         f"expected 'a {{colour}} {{shape}} {{motion}}', e.g. 'a red circle moves right'")
-    twice = [k for k, v in found.items() if len(v) > 1]
-    if twice:
-        raise ValueError(f"prompt {prompt!r} gives more than one {' and '.join(twice)}: "
-                         f"{[found[k] for k in twice]}")
-    return found["colour"][0], found["shape"][0], found["motion"][0]
-
-
-# ------------------------------------------------------------------------------------------- time
-
-def frame_times(n_key: int, n_inserted: int = 0) -> list[float]:
-    """Times of all frames of a video with ``n_key`` key frames and ``n_inserted`` frames between each pair.
-
-    ``frame_times(3, 1)`` -> ``[0.0, 0.5, 1.0, 1.5, 2.0]``.
-    """
-    if n_key < 1 or n_inserted < 0:
-        raise ValueError(f"need n_key >= 1 and n_inserted >= 0, got {n_key}, {n_inserted}")
-    times = []
-    for k in range(n_key):
-        times.append(float(k))
-        if k < n_key - 1:
-            times += [k + j / (n_inserted + 1) for j in range(1, n_inserted + 1)]
-    return times
+def grammar() -> dict[str, list[str]]:
+    """What a prompt must name, one of each, in the order the model reads them (see `WordTokenizer`)."""
+    return {"colour": list(COLOURS), "shape": list(SHAPES), "motion": list(MOTIONS)}
 
 
 # -------------------------------------------------------------------------------------- rendering
@@ -164,18 +118,25 @@ def _start_state(shape: str, motion: str, seed: int, size: int) -> tuple[float, 
     """The random start of a clip, ``(x0, y0, size0)``: centroid and size at t = 0, in pixels."""
     rng = np.random.default_rng(seed)
     k = size / 64
-    s = rng.uniform(*START_SIZE) * k
-    s0 = s + GROWTH * k * T_MAX if motion == "shrinks" else s
-    s_max = s0 + GROWTH * k * T_MAX if motion == "grows" else s0
-    left, right, top, bottom = _extents(shape, s_max)
+    lo, hi = (SIZE_RANGE if motion in ("grows", "shrinks") else MOVING_SIZE)
+    s0 = rng.uniform(lo, hi) * k
+    return rng.uniform(0, size), rng.uniform(0, size), s0
+
+
+def state_at(motion: str, x0: float, y0: float, s0: float, t, size: int = 64):
+    """Centroid and size at times t (array) under the length rule: ``(cx, cy, s)``, wrapped."""
+    k = size / 64
+    t = np.asarray(t, dtype=np.float64)
     vx, vy = _VELOCITY.get(motion, (0, 0))
-    travel = SPEED * k * T_MAX
-    margin = MARGIN * k
-    x_lo = margin + left - min(0, vx) * travel
-    x_hi = size - margin - right - max(0, vx) * travel
-    y_lo = margin + top - min(0, vy) * travel
-    y_hi = size - margin - bottom - max(0, vy) * travel
-    return rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi), s0
+    cx = np.mod(x0 + vx * SPEED * k * t, size)
+    cy = np.mod(y0 + vy * SPEED * k * t, size)
+    rate = {"grows": GROWTH, "shrinks": -GROWTH}.get(motion, 0.0)
+    if rate:
+        lo, span = SIZE_RANGE[0] * k, (SIZE_RANGE[1] - SIZE_RANGE[0]) * k
+        s = lo + np.mod(s0 - lo + rate * k * t, span)
+    else:
+        s = np.full_like(t, s0)
+    return cx, cy, s
 
 
 def _check(colour: str, shape: str, motion: str) -> None:
@@ -190,21 +151,15 @@ def render(colour: str, shape: str, motion: str, seed: int, times: Sequence[floa
     """Frames of one clip at the given times, uint8 ``(len(times), size, size, 3)``.
 
     Deterministic in ``(shape, motion, seed, times, size)``; re-rendering at other times gives the
-    exact ground truth for prediction and interpolation. The object stays in frame for t in
-    [0, T_MAX]; outside that range it keeps moving (and a shrinking object may vanish).
+    exact ground truth for prediction and interpolation, at any t (see the length rule above).
     """
     _check(colour, shape, motion)
     x0, y0, s0 = _start_state(shape, motion, seed, size)
-    k = size / 64
-    t = np.asarray(times, dtype=np.float64).reshape(-1, 1, 1)
-    vx, vy = _VELOCITY.get(motion, (0, 0))
-    cx = x0 + vx * SPEED * k * t
-    cy = y0 + vy * SPEED * k * t
-    rate = {"grows": GROWTH, "shrinks": -GROWTH}.get(motion, 0.0)
-    s = np.maximum(s0 + rate * k * t, 0.0)
+    cx, cy, s = (v.reshape(-1, 1, 1) for v in state_at(motion, x0, y0, s0, times, size))
     centres = np.arange(size) + 0.5
     px, py = centres[None, None, :], centres[None, :, None]
-    dx, dy = px - cx, py - cy
+    dx = np.mod(px - cx + size / 2, size) - size / 2      # offsets on the torus
+    dy = np.mod(py - cy + size / 2, size) - size / 2
     if shape == "circle":
         inside = dx ** 2 + dy ** 2 <= (s / 2) ** 2
     elif shape == "square":
@@ -212,7 +167,7 @@ def render(colour: str, shape: str, motion: str, seed: int, times: Sequence[floa
     else:  # triangle pointing up: apex 2s/3 above the centroid, base s/3 below, base width s
         below_apex = dy + 2 * s / 3
         inside = (below_apex >= 0) & (dy <= s / 3) & (np.abs(dx) <= below_apex / 2)
-    frames = np.empty((len(t), size, size, 3), dtype=np.uint8)
+    frames = np.empty((len(cx), size, size, 3), dtype=np.uint8)
     frames[:] = BACKGROUND
     frames[inside] = COLOURS[colour]
     return frames
@@ -241,51 +196,6 @@ def make_clip(seed: int, times: Sequence[float], split: str = "train", size: int
                 tuple(float(t) for t in times))
 
 
-TimesSpec = Union[int, Sequence[float], Callable[[np.random.Generator], Sequence[float]]]
-
-
-class ShapesStream(torch.utils.data.IterableDataset):
-    """Endless stream of training `Clip` s.
-
-    ``times`` says which frames each clip has: an int ``n`` (key frames at t = 0..n-1), a fixed
-    list of times, or a callable ``times(rng) -> list of times`` called once per clip with a
-    Generator seeded from that clip's seed (so a training loop can mix key-frame and interpolation
-    samples freely).
-
-    Streams are disjoint and deterministic: with ``W = world_size * num_workers`` streams (DataLoader
-    workers included), stream ``i = rank * num_workers + worker_id`` yields the clips with seeds
-    ``seed * 2**32 + i + W * n`` for n = 0, 1, 2, ... Clips are Python objects, so use a DataLoader
-    with ``batch_size=None`` or ``collate_fn=list``.
-    """
-
-    def __init__(self, times: TimesSpec = 8, *, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 split: str = "train", size: int = 64):
-        if split not in _SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {list(_SPLITS)}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        self.times, self.seed, self.rank, self.world_size = times, seed, rank, world_size
-        self.split, self.size = split, size
-
-    def _times(self, clip_seed: int) -> list[float]:
-        if callable(self.times):
-            return [float(t) for t in self.times(np.random.default_rng([clip_seed, 2]))]
-        if isinstance(self.times, int):
-            return [float(t) for t in range(self.times)]
-        return [float(t) for t in self.times]
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        n_streams = self.world_size * workers
-        clip_seed = self.seed * 2 ** 32 + self.rank * workers + worker
-        while True:
-            yield make_clip(clip_seed, self._times(clip_seed), self.split, self.size)
-            clip_seed += n_streams
-
-
 # --------------------------------------------------------------------------------------- detector
 
 ROUGH_DISTANCE = 80.0   # first pass: pixels this far (RGB distance) from the background are object
@@ -294,16 +204,14 @@ FILL_TRIANGLE = 0.64    # bounding-box fill below this: triangle (ideal 0.5) ...
 LOW_CENTROID = 0.56     # ... as is a centroid this low in its box, as a fraction of its height (ideal 2/3)
 FILL_SQUARE = 0.89      # otherwise fill at or above this: square (ideal 1.0), below: circle (ideal pi/4)
 SIZE_WEIGHT = 2.0       # 1 px of size change counts as much as this many px of centroid travel
-MIN_MOTION = 1.0        # weighted effect (px) below which no motion is reported
+MIN_MOTION = 3.0        # weighted net effect (px at size 64) below which no motion is reported
 _IDEAL_FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}
 
 
 def _neighbours(masks: np.ndarray) -> np.ndarray:
-    """How many of each pixel's 8 neighbours are set, for a stack of masks (T, H, W)."""
-    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1))).astype(np.int16)
-    h, w = masks.shape[1:]
-    return sum(padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-               for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    """How many of each pixel's 8 neighbours are set, for a stack of masks (T, H, W), on the torus."""
+    m = masks.astype(np.int16)
+    return sum(np.roll(m, (dy, dx), axis=(1, 2)) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 
 def _clean(masks: np.ndarray) -> np.ndarray:
@@ -311,8 +219,20 @@ def _clean(masks: np.ndarray) -> np.ndarray:
     return masks & (_neighbours(masks) >= 2)
 
 
+def _circular_mean(idx: np.ndarray, n: int) -> float:
+    """Mean of pixel indices on a circle of n pixels (the frame wraps around), in [0, n)."""
+    angle = (idx + 0.5) * 2 * np.pi / n
+    return float(np.mod(np.arctan2(np.sin(angle).mean(), np.cos(angle).mean()) * n / (2 * np.pi) - 0.5, n))
+
+
+def _centred(mask: np.ndarray, cx: float, cy: float) -> np.ndarray:
+    """The mask rolled so that its centroid sits in the middle of the frame (undoes wrapping)."""
+    h, w = mask.shape
+    return np.roll(mask, (int(round(h / 2 - cy)), int(round(w / 2 - cx))), axis=(0, 1))
+
+
 def _classify_shape(mask: np.ndarray) -> str:
-    """Triangle, circle or square from one frame's object mask (see `describe`)."""
+    """Triangle, circle or square from one frame's (centred) object mask (see `measure`)."""
     ys, xs = np.nonzero(mask)
     height, width = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     fill = len(ys) / (height * width)
@@ -322,64 +242,106 @@ def _classify_shape(mask: np.ndarray) -> str:
     return "square" if fill >= FILL_SQUARE else "circle"
 
 
-def describe(frames: np.ndarray) -> dict:
-    """Read colour, shape and motion off a video, uint8 ``(T, H, W, 3)``, analytically.
+def _nearest_colour(rgb_minus_background: np.ndarray) -> str:
+    palette = np.asarray(list(COLOURS.values()), np.float32) - np.asarray(BACKGROUND, np.float32)
+    return list(COLOURS)[int(np.argmin(np.linalg.norm(palette - rgb_minus_background, axis=1)))]
+
+
+def measure(frames: np.ndarray) -> dict:
+    """Per-frame readings of a video, uint8 ``(T, H, W, 3)``, analytically, on the torus the world lives on.
 
     1. Object pixels: a rough pass takes pixels more than ``ROUGH_DISTANCE`` from the background
        colour and their median colour. The mask of each frame is then the pixels closer to that
        colour than to the background (projection on the background->object line above 1/2), so
-       blurred edges split half way, with isolated speckles dropped. The colour is re-estimated as
-       the median over the mask's interior (pixels whose 8 neighbours are all object; the whole
-       mask if the interior is tiny) and the mask recomputed, twice. The final colour is reported
-       as the nearest palette colour.
-    2. Shape, on the frame where the object is largest: triangle when its bounding-box fill
-       (area / box area) is below ``FILL_TRIANGLE`` or its centroid lies at ``LOW_CENTROID`` of the
-       box height or lower (an upright triangle is bottom-heavy: fill 0.5, centroid at 2/3; circle
-       and square are centred); otherwise square when the fill is at least ``FILL_SQUARE`` (ideal
-       1.0), else circle (ideal pi/4 ~ 0.785).
-    3. Motion: between the first and last frames showing the object, the centroid travel (dx, dy)
-       and the size change ds, size = sqrt(area / ideal fill of the shape) (diameter, side, base).
-       The largest of -dx (left), dx (right), -dy (up), dy (down), ``SIZE_WEIGHT`` * ds (grows) and
-       -``SIZE_WEIGHT`` * ds (shrinks) wins; below ``MIN_MOTION`` px, or with one such frame, motion is None.
+       blurred edges split half way, with isolated speckles dropped; the colour is re-estimated
+       from the masks' interiors and the masks recomputed, twice.
+    2. Per frame: ``area`` (pixels), centroid ``cx, cy`` (circular means, so an object split across
+       an edge is one object), ``colour`` (nearest palette colour of the frame's median object
+       colour), ``shape`` (on the mask rolled to the centre: triangle when its bounding-box fill is
+       below ``FILL_TRIANGLE`` or its centroid lies at ``LOW_CENTROID`` of the box height or lower;
+       else square when the fill is at least ``FILL_SQUARE``, else circle), ``size``
+       (sqrt(area / ideal fill of the video's shape): diameter, side, or base) and ``stray``: the
+       share of clearly non-background pixels (``ROUGH_DISTANCE``) outside the object mask.
+    Frames without an object (area < ``MIN_AREA``) read None / NaN.
 
-    Returns ``dict(colour=..., shape=..., motion=...)``, all None when no object is found.
+    Returns a dict of per-frame lists plus ``shape`` and ``colour`` for the whole video (the most
+    common per-frame class), or all None when no frame has an object.
     """
     video = np.asarray(frames)
     if video.ndim == 3:
         video = video[None]
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"expected frames (T, H, W, 3), got shape {video.shape}")
-    result = {"colour": None, "shape": None, "motion": None}
+    T, H, W, _ = video.shape
+    out = {"area": np.zeros(T), "cx": np.full(T, np.nan), "cy": np.full(T, np.nan), "size": np.full(T, np.nan),
+           "colours": [None] * T, "shapes": [None] * T, "stray": np.zeros(T), "colour": None, "shape": None}
     pixels = video.astype(np.float32) - np.asarray(BACKGROUND, np.float32)
-    rough = _clean(np.linalg.norm(pixels, axis=-1) > ROUGH_DISTANCE)
+    loud = np.linalg.norm(pixels, axis=-1) > ROUGH_DISTANCE
+    rough = _clean(loud)
     if rough.sum() < MIN_AREA:
-        return result
+        return out
     colour = np.median(pixels[rough], axis=0)
     for _ in range(2):  # mask from the colour estimate, then colour from the mask's interior
         masks = _clean(pixels @ colour / float(colour @ colour) > 0.5)
         if masks.sum() < MIN_AREA:
-            return result
+            return out
         interior = masks & (_neighbours(masks) == 8)
         colour = np.median(pixels[interior if interior.sum() >= MIN_AREA else masks], axis=0)
     masks = _clean(pixels @ colour / float(colour @ colour) > 0.5)
-    areas = masks.sum(axis=(1, 2))
-    present = np.flatnonzero(areas >= MIN_AREA)
-    if len(present) == 0:
-        return result
-    palette = np.asarray(list(COLOURS.values()), np.float32) - np.asarray(BACKGROUND, np.float32)
-    result["colour"] = list(COLOURS)[int(np.argmin(np.linalg.norm(palette - colour, axis=1)))]
-    shape = result["shape"] = _classify_shape(masks[int(np.argmax(areas))])
-    if len(present) < 2:
-        return result
-
-    def centroid_and_size(i: int) -> tuple[float, float, float]:
+    for i in range(T):
         ys, xs = np.nonzero(masks[i])
-        return xs.mean(), ys.mean(), np.sqrt(len(ys) / _IDEAL_FILL[shape])
+        n_loud = loud[i].sum()
+        out["stray"][i] = (loud[i] & ~masks[i]).sum() / max(1, n_loud)
+        if len(ys) < MIN_AREA:
+            continue
+        out["area"][i] = len(ys)
+        out["cx"][i], out["cy"][i] = _circular_mean(xs, W), _circular_mean(ys, H)
+        inner = masks[i] & (_neighbours(masks[i:i + 1])[0] == 8)
+        out["colours"][i] = _nearest_colour(np.median(pixels[i][inner if inner.sum() >= 4 else masks[i]], axis=0))
+        out["shapes"][i] = _classify_shape(_centred(masks[i], out["cx"][i], out["cy"][i]))
+    seen = [c for c in out["shapes"] if c]
+    if not seen:
+        return out
+    out["shape"] = max(set(seen), key=seen.count)
+    colours = [c for c in out["colours"] if c]
+    out["colour"] = max(set(colours), key=colours.count)
+    out["size"] = np.sqrt(out["area"] / _IDEAL_FILL[out["shape"]])
+    out["size"][out["area"] == 0] = np.nan
+    return out
 
-    x0, y0, s0 = centroid_and_size(present[0])
-    x1, y1, s1 = centroid_and_size(present[-1])
-    effects = {"moves left": x0 - x1, "moves right": x1 - x0, "moves up": y0 - y1, "moves down": y1 - y0,
-               "grows": SIZE_WEIGHT * (s1 - s0), "shrinks": SIZE_WEIGHT * (s0 - s1)}
+
+def wrapped(delta, period: float):
+    """A difference on a circle of the given period, into [-period/2, period/2)."""
+    return np.mod(np.asarray(delta) + period / 2, period) - period / 2
+
+
+def steps(m: dict, size: int) -> dict:
+    """Frame-to-frame changes of a `measure` reading, under the world's wrapping: travel ``dx, dy``
+    on the torus and size change ``ds`` on the circle of sizes (a growing object that wraps from the
+    largest to the smallest size has grown by one step). NaN where either frame has no object."""
+    k = size / 64
+    span = (SIZE_RANGE[1] - SIZE_RANGE[0]) * k
+    return {"dx": wrapped(np.diff(m["cx"]), size), "dy": wrapped(np.diff(m["cy"]), size),
+            "ds": wrapped(np.diff(m["size"]), span)}
+
+
+def motion_effects(m: dict, size: int) -> dict:
+    """Net effect of each motion over the whole video, in px at size 64 (summed wrapped steps)."""
+    d = {name: float(np.nansum(v)) / (size / 64) for name, v in steps(m, size).items()}
+    return {"moves left": -d["dx"], "moves right": d["dx"], "moves up": -d["dy"], "moves down": d["dy"],
+            "grows": SIZE_WEIGHT * d["ds"], "shrinks": -SIZE_WEIGHT * d["ds"]}
+
+
+def describe(frames: np.ndarray) -> dict:
+    """Colour, shape and motion of a video, uint8 ``(T, H, W, 3)``: the most common per-frame colour and
+    shape (`measure`) and the motion with the largest net effect (`motion_effects`: travel in px, or
+    ``SIZE_WEIGHT`` x size change), None when below ``MIN_MOTION`` px, so a 1 px drift is not motion.
+    Returns ``dict(colour=..., shape=..., motion=...)``, all None when no object is found."""
+    m = measure(frames)
+    result = {"colour": m["colour"], "shape": m["shape"], "motion": None}
+    if m["shape"] is None or np.isfinite(m["cx"]).sum() < 2:
+        return result
+    effects = motion_effects(m, np.asarray(frames).shape[-2])
     motion = max(effects, key=effects.get)
     result["motion"] = motion if effects[motion] >= MIN_MOTION else None
     return result
