@@ -229,7 +229,7 @@ def run_methods(config: FlashVideoConfig, n_frames: int, s: Settings, nocache_bu
     sequential steps per frame, parameters and notes."""
     from .baselines import masked as M
     from .baselines import transformer as T
-    from .sampling import sample_token
+    from .sampler import Sampler
 
     layout = Layout(config)
     text = layout.text_block(TEXT_IDS)
@@ -253,9 +253,9 @@ def run_methods(config: FlashVideoConfig, n_frames: int, s: Settings, nocache_bu
     L_max = n_frames * layout.frame_len
     lengths = sorted({max(2, int(round(x))) for x in np.geomspace(layout.header_len + 1, L_max, 5)})
     fit = nocache_forward_fit(tf, lengths, reps=max(2, s.repeats))
-    logits = torch.randn(config.n_codes)
-    gen = torch.Generator().manual_seed(0)
-    sample_s = time_loop(lambda: sample_token(logits, gen), 50)
+    logits = torch.randn(1, config.n_codes)
+    sampler = Sampler([torch.Generator().manual_seed(0)])
+    sample_s = time_loop(lambda: sampler(logits), 50)
     pred = nocache_predict(fit, layout, n_frames, sample_s)
     budget = s.nocache_budget if nocache_budget is None else nocache_budget
     measured = max([k for k in range(1, n_frames + 1) if pred[k - 1] * (s.repeats + 1) <= budget] or [0])
@@ -443,7 +443,7 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
     import torch.nn.functional as F
 
     from .baselines.transformer import ARTransformer
-    from .sampling import sample_token
+    from .sampler import Sampler
 
     config = model_config(s)
     torch.manual_seed(0)
@@ -481,8 +481,8 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
 
         step_s = time_loop(step, n_loop, reps)
         ops = count_ops(step)
-        gen = torch.Generator().manual_seed(0)
-        sample_s = time_loop(lambda: sample_token(holder["logits"][0], gen), n_loop, reps)
+        sampler = Sampler([torch.Generator().manual_seed(0)])
+        sample_s = time_loop(lambda: sampler(holder["logits"]), n_loop, reps)
         profile = profile_step(step, 20 if s.quick else 100)
 
         # threads: 1 vs 2 for the recurrent step (and the transformer's cached step)
@@ -748,7 +748,7 @@ def markdown(r: dict) -> str:
             L.append(f"| `RetNet.step` after `compile_step()` (torch.compile) | {c * 1e6:.1f} us = "
                      f"{c / fl['floor_seconds']:.1f}x floor |")
         L.append(f"| aten ops dispatched per step | {fl['ops_per_step']} (transformer KV step: {fl['transformer_kv_ops_per_step']}) |")
-        L.append(f"| sample_token per token | {fl['sample_seconds'] * 1e6:.1f} us |")
+        L.append(f"| Sampler draw per token | {fl['sample_seconds'] * 1e6:.1f} us |")
         if fl["pipeline_token_seconds"]:
             L.append(f"| pipeline per sampled token (frames section, K={r['frames']['rows'][-1]['frames']}) | "
                      f"{fl['pipeline_token_seconds'] * 1e6:.1f} us = {fl['pipeline_over_floor']:.1f}x floor |")

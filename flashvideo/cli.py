@@ -12,7 +12,11 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inherit-ratio", type=float, default=0.2, help="inheritable-token ratio rho in [0, 1]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely codes (omit: off)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep codes up to this mass (omit: off)")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)")
+    p.add_argument("--negative-prompt", default=None, help="with guidance: steer away from this prompt (default: none)")
     p.add_argument("--first-frame", default=None, help="image file: predict from it instead of text alone")
 
 
@@ -21,13 +25,16 @@ def cmd_generate(args) -> None:
     from tqdm import tqdm
 
     from .pipeline import FlashVideoPipeline, Video
+    from .sampler import SamplingSettings
 
     pipe = FlashVideoPipeline.from_pretrained(args.model)
     first = Image.open(args.first_frame) if args.first_frame else None
     n = args.key_frames + (args.key_frames - 1) * args.interp_frames
     events = pipe.stream(args.prompt, key_frames=args.key_frames, interp_frames=args.interp_frames,
                          inherit_ratio=args.inherit_ratio, seed=args.seed, first_frame=first,
-                         temperature=args.temperature, top_k=args.top_k)
+                         sampling=SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                                   guidance_scale=args.guidance_scale),
+                         negative_prompt=args.negative_prompt)
     video = Video.collect(tqdm(events, total=n, unit="frame", desc="generating"), n)
     stats = video.stats
     for out in args.out:

@@ -54,7 +54,7 @@ KEY_BORDER, NEWEST_BORDER, FRAME_BORDER = (96, 165, 250), (250, 204, 21), (75, 8
 # ------------------------------------------------------------------------------------ model
 
 _load_lock = threading.Lock()
-COMPILE_ENV = "FLASHVIDEO_COMPILE"  # "0": keep the eager recurrent step (no torch.compile in the background)
+COMPILE_ENV = "FLASHVIDEO_COMPILE"  # "1": torch.compile the recurrent step at load, before serving (default: eager)
 
 
 def model_id(model: str | os.PathLike | None = None) -> str | None:
@@ -68,8 +68,8 @@ def model_id(model: str | os.PathLike | None = None) -> str | None:
 @functools.lru_cache(maxsize=4)
 def _load(key: str | None) -> FlashVideoPipeline:
     pipe = FlashVideoPipeline.from_pretrained(key)
-    if os.environ.get(COMPILE_ENV, "1") != "0":  # a long-lived app: fuse the recurrent step meanwhile
-        pipe.compile(background=True)
+    if os.environ.get(COMPILE_ENV) == "1":  # opt-in, synchronous: never shares the cores with a request
+        pipe.compile()
     return pipe
 
 

@@ -21,6 +21,7 @@ from .config import FlashVideoConfig
 from .layout import INTERP, KEY, UNKNOWN, Layout
 from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
 from .retnet import RetNet
+from .sampler import SamplingSettings
 from .sampling import Decoder
 from .tokenizer import Tokenizer, as_rgb_frame, load_tokenizer
 
@@ -111,19 +112,17 @@ class FlashVideoPipeline:
         self.tokenizer.save(folder)
         return folder
 
-    def compile(self, background: bool = False):
-        """Compile the recurrent step (`RetNet.compile_step`); in a background thread if asked, so a
-        long-lived app serves (eagerly) meanwhile. Returns the thread, or whether compiling worked."""
-        if background:
-            import threading
-
-            thread = threading.Thread(target=self.model.compile_step, daemon=True, name="flashvideo-compile")
-            thread.start()
-            return thread
+    def compile(self) -> bool:
+        """Opt in to `torch.compile` of the recurrent step (`RetNet.compile_step`). It takes tens of seconds
+        of CPU on first use, so nothing calls it on the request path: call it at start-up if you want it.
+        Returns whether the compiled step is in use; a failure is logged with its reason and leaves the
+        eager step in place."""
         return self.model.compile_step()
 
     # ---- input checks ------------------------------------------------------------------------
-    def check_settings(self, key_frames, interp_frames, inherit_ratio, temperature=1.0, top_k=None, seed=0):
+    def check_settings(self, key_frames, interp_frames, inherit_ratio, temperature=None, top_k=None, seed=0, *,
+                       top_p=None, guidance_scale=None, negative_prompt=None, sampling=None) -> SamplingSettings:
+        """ValueError naming the first bad value; returns the sampling settings (`SamplingSettings.resolve`)."""
         c = self.config
 
         def need(ok, msg):
@@ -139,16 +138,28 @@ class FlashVideoPipeline:
              f"interp_frames must be an integer in 0..{c.max_interp_frames}, got {interp_frames!r}")
         need(isinstance(inherit_ratio, (int, float)) and 0.0 <= inherit_ratio <= 1.0,
              f"inherit_ratio must be a number in [0, 1], got {inherit_ratio!r}")
-        need(isinstance(temperature, (int, float)) and 0.0 <= temperature <= 10.0,
-             f"temperature must be in [0, 10] (0 = greedy), got {temperature!r}")
-        need(top_k is None or (is_int(top_k) and 1 <= top_k <= c.n_codes),
-             f"top_k must be None or an integer in 1..{c.n_codes}, got {top_k!r}")
+        settings = SamplingSettings.resolve(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+                                            guidance_scale=guidance_scale).check_codes(c.n_codes)
         need(is_int(seed) and 0 <= seed < 2**63, f"seed must be a non-negative integer, got {seed!r}")
+        need(negative_prompt is None or isinstance(negative_prompt, str),
+             f"negative_prompt must be a string or None, got {negative_prompt!r}")
+        need(not (negative_prompt or "").strip() or settings.guided,
+             "a negative_prompt only acts through guidance: set guidance_scale != 1 (e.g. 3)")
+        return settings
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("empty prompt: describe the video, e.g. 'a red circle moves right'")
         return self.layout.text_block(self.tokenizer.encode_text(prompt))
+
+    def encode_negative(self, negative_prompt: str | None, sampling: SamplingSettings) -> torch.Tensor | None:
+        """The unconditional text block of guided decoding: the negative prompt, or all padding (the
+        dropped prompt the model was trained with); None without guidance."""
+        if not sampling.guided:
+            return None
+        if negative_prompt is None or not negative_prompt.strip():
+            return self.layout.null_text()
+        return self.encode_prompt(negative_prompt)
 
     def encode_image(self, image) -> torch.Tensor:
         """Any image (PIL, array; any size or mode) -> (grid, grid) codes."""
@@ -156,18 +167,30 @@ class FlashVideoPipeline:
         return self.tokenizer.encode_frames(frame[None])[0]
 
     # ---- generation --------------------------------------------------------------------------
-    def key_frame_codes(self, text, key_frames, seed, given=None, temperature=1.0, top_k=None, counts=None):
-        """Yield the code grid (grid, grid) of key frames 1..K in turn: T SN_1 F_1  T SN_2 F_2 ...
-        A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled."""
-        L, G = self.layout, self.config.grid
-        dec = Decoder(self.model, [_generator(child_seed(seed, 0))], temperature, top_k,
-                      counts=counts, chunked=self.chunked_prefill)
-        for k in L.key_sns(key_frames):
-            frame = given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)
-            plan = torch.cat([L.header(KEY, text, k), frame.flatten()])
-            yield dec.run(plan[None])[0, L.header_len:].view(G, G)
+    def _decoder(self, generators, sampling, counts) -> Decoder:
+        return Decoder(self.model, generators, sampling or SamplingSettings(), counts=counts,
+                       chunked=self.chunked_prefill)
 
-    def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, temperature=1.0, top_k=None,
+    def _guidance_text(self, sampling, negative):
+        """The twins' text block: `negative` (text_len,), or the null text; None when unguided."""
+        if sampling is None or not sampling.guided:
+            return None
+        return self.layout.null_text() if negative is None else negative
+
+    def key_frame_codes(self, text, key_frames, seed, given=None, *, sampling=None, negative=None, counts=None):
+        """Yield the code grid (grid, grid) of key frames 1..K in turn: T SN_1 F_1  T SN_2 F_2 ...
+        A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled.
+        Guided (sampling.guidance_scale != 1): the twin row reads `negative` (default: the null text)."""
+        L, G = self.layout, self.config.grid
+        dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
+        neg = self._guidance_text(sampling, negative)
+        for k in L.key_sns(key_frames):
+            frame = (given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
+            plan = torch.cat([L.header(KEY, text, k), frame])[None]
+            twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
+            yield dec.run(plan, twin)[0, L.header_len:].view(G, G)
+
+    def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, *, sampling=None, negative=None,
                             radius=1, batch_pairs=True, counts=None):
         """Redundant-free interpolation between consecutive key frames (list of (grid, grid) codes).
 
@@ -178,27 +201,42 @@ class FlashVideoPipeline:
         gens = [_generator(child_seed(seed, 1, p)) for p in pairs]
         regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
         sns = L.interp_sns(interp_frames)
+        neg = self._guidance_text(sampling, negative)
         for group in ([pairs] if batch_pairs else [[p] for p in pairs]):
-            dec = Decoder(self.model, [gens[p] for p in group], temperature, top_k,
-                          counts=counts, chunked=self.chunked_prefill)
-            # T SN_1 A  T SN_(n+2) B: known, one chunkwise pass
-            dec.feed(torch.stack([torch.cat([L.header(INTERP, text, sns[0]), keys[p].flatten(),
-                                             L.header(INTERP, text, sns[1]), keys[p + 1].flatten()])
-                                  for p in group]))
-            for j, sn in enumerate(sns[2:], start=1):  # T SN_(j+1) F_(j+1), inheritable codes copied from A
-                plan = torch.stack([torch.cat([L.header(INTERP, text, sn), inherit_plan(keys[p], regions[p]).flatten()])
+            def slots(txt, *frames):  # (len(group), ...): per pair, header(sn) + codes for each (sn, codes of pair p)
+                return torch.stack([torch.cat([torch.cat([L.header(INTERP, txt, sn), f(p).flatten()]) for sn, f in frames])
                                     for p in group])
-                codes = dec.run(plan)[:, L.header_len:].view(len(group), G, G)
+
+            def twin(*frames):
+                return None if neg is None else slots(neg, *frames)
+
+            dec = self._decoder([gens[p] for p in group], sampling, counts)
+            # T SN_1 A  T SN_(n+2) B: known, one chunkwise pass
+            known = ((sns[0], lambda p: keys[p]), (sns[1], lambda p: keys[p + 1]))
+            dec.feed(slots(text, *known), twin(*known))
+            for j, sn in enumerate(sns[2:], start=1):  # T SN_(j+1) F_(j+1), inheritable codes copied from A
+                frame = (sn, lambda p: inherit_plan(keys[p], regions[p]))
+                codes = dec.run(slots(text, frame), twin(frame))[:, L.header_len:].view(len(group), G, G)
                 for row, p in enumerate(group):
                     yield p, j, codes[row], regions[p]
 
     @torch.no_grad()
     def stream(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, inherit_ratio: float = 0.2,
-               seed: int = 0, first_frame=None, temperature: float = 1.0, top_k: int | None = None,
-               radius: int = 1, batch_pairs: bool = True):
-        """Yield a FrameEvent per frame as soon as it is decoded (see the module docstring for the order)."""
-        self.check_settings(key_frames, interp_frames, inherit_ratio, temperature, top_k, seed)
+               seed: int = 0, first_frame=None, temperature: float | None = None, top_k: int | None = None,
+               radius: int = 1, batch_pairs: bool = True, *, top_p: float | None = None,
+               guidance_scale: float | None = None, negative_prompt: str | None = None,
+               sampling: SamplingSettings | None = None):
+        """Yield a FrameEvent per frame as soon as it is decoded (see the module docstring for the order).
+
+        Sampling: `sampling=SamplingSettings(...)`, or the keywords temperature (default 1, 0 = greedy),
+        top_k, top_p (None = off) and guidance_scale (default 1 = off). With guidance_scale s != 1 each
+        row is decoded beside an unconditional twin that reads `negative_prompt` (default: no prompt),
+        and codes are drawn from uncond + s (cond - uncond)."""
+        sampling = self.check_settings(key_frames, interp_frames, inherit_ratio, temperature, top_k, seed, top_p=top_p,
+                                       guidance_scale=guidance_scale, negative_prompt=negative_prompt,
+                                       sampling=sampling)
         text = self.encode_prompt(prompt)
+        negative = self.encode_negative(negative_prompt, sampling)
         given = self.encode_image(first_frame) if first_frame is not None else None
         tokens = self.config.frame_tokens
         t0 = time.perf_counter()
@@ -218,18 +256,21 @@ class FlashVideoPipeline:
 
         stride = interp_frames + 1
         keys = []
-        for k, codes in enumerate(self.key_frame_codes(text, key_frames, seed, given, temperature, top_k, counts)):
+        for k, codes in enumerate(self.key_frame_codes(text, key_frames, seed, given, sampling=sampling,
+                                                       negative=negative, counts=counts)):
             keys.append(codes)
             yield event(k * stride, "key", codes)
         if interp_frames == 0:
             return
         for p, j, codes, regions in self.interpolation_codes(text, keys, interp_frames, inherit_ratio, seed,
-                                                            temperature, top_k, radius, batch_pairs, counts):
+                                                            sampling=sampling, negative=negative, radius=radius,
+                                                            batch_pairs=batch_pairs, counts=counts):
             ev = event(p * stride + j, "interpolated", codes, regions)
             inherited_total = ev.stats["total_inherited"]
             yield ev
 
     def __call__(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, **kwargs) -> Video:
+        """The whole video (`stream`'s keywords: inherit_ratio, seed, first_frame, sampling, guidance, ...)."""
         return Video.collect(self.stream(prompt, key_frames=key_frames, interp_frames=interp_frames, **kwargs),
                              key_frames + (key_frames - 1) * interp_frames)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-import flashvideo.sampling as sampling
+from flashvideo.sampler import Sampler
 from flashvideo.regions import INHERITABLE, token_regions
 
 PROMPT = "a red circle moves right"
@@ -63,9 +63,14 @@ def similar_keys(G=4):
 
 @pytest.mark.parametrize("ratio", [0.0, 0.2, 0.5, 1.0])
 def test_inherited_tokens_are_copied_never_sampled(tiny_pipe, monkeypatch, ratio):
-    calls = []
-    real = sampling.sample_token
-    monkeypatch.setattr(sampling, "sample_token", lambda *a, **k: calls.append(1) or real(*a, **k))
+    drawn, real = [], Sampler.__call__
+
+    def counting(self, *args, **kwargs):
+        codes = real(self, *args, **kwargs)
+        drawn.append(len(codes))
+        return codes
+
+    monkeypatch.setattr(Sampler, "__call__", counting)
     keys, n = similar_keys(), 3
     text = tiny_pipe.encode_prompt(PROMPT)
     counts = {}
@@ -77,7 +82,8 @@ def test_inherited_tokens_are_copied_never_sampled(tiny_pipe, monkeypatch, ratio
         assert torch.equal(codes[mask], keys[p][mask])  # copied from key frame A
         inherited += int(mask.sum())
     total = 2 * n * 16
-    assert len(calls) == counts["sampled"] == total - inherited  # one sampler call per non-inherited token
+    # one batched draw per step, one code per row that samples there: inherited tokens are never drawn
+    assert len(drawn) == counts["steps"] and sum(drawn) == counts["sampled"] == total - inherited
     # a position is a recurrent step if either pair samples there
     union = sum(int(((out[0][3] != INHERITABLE) | (out[n][3] != INHERITABLE)).sum()) for _ in range(n))
     assert counts["steps"] == union
@@ -126,3 +132,87 @@ def test_bad_input_is_a_clear_value_error(tiny_pipe, kwargs, match):
     kw = {"prompt": PROMPT, **kwargs}
     with pytest.raises(ValueError, match=match):
         next(iter(tiny_pipe.stream(kw.pop("prompt"), **kw)))
+
+
+# ------------------------------------------------------------------------------ sampling settings and guidance
+
+def test_sampling_settings_object_equals_the_keywords(tiny_pipe):
+    from flashvideo.sampler import SamplingSettings
+
+    kw = dict(key_frames=3, interp_frames=1, seed=4)
+    a = tiny_pipe(PROMPT, temperature=0.8, top_k=5, top_p=0.9, **kw).frames
+    b = tiny_pipe(PROMPT, sampling=SamplingSettings(temperature=0.8, top_k=5, top_p=0.9), **kw).frames
+    assert np.array_equal(a, b)
+
+
+def test_tiny_temperature_is_greedy_not_nan(tiny_pipe):
+    kw = dict(key_frames=3, interp_frames=2, seed=2)
+    assert np.array_equal(tiny_pipe(PROMPT, temperature=1e-300, **kw).frames, tiny_pipe(PROMPT, temperature=0, **kw).frames)
+
+
+@pytest.mark.parametrize("negative", [None, "a blue square moves left"])
+def test_guided_batched_pairs_equal_one_pair_at_a_time(tiny_pipe, negative):
+    kw = dict(key_frames=4, interp_frames=2, inherit_ratio=0.3, seed=5, guidance_scale=3.0, negative_prompt=negative)
+    batched = tiny_pipe(PROMPT, batch_pairs=True, **kw)
+    single = tiny_pipe(PROMPT, batch_pairs=False, **kw)
+    assert np.array_equal(batched.frames, single.frames)
+    unguided = tiny_pipe(PROMPT, **{**kw, "guidance_scale": 1.0, "negative_prompt": None})
+    assert not np.array_equal(batched.frames, unguided.frames)
+
+
+def test_guidance_zero_follows_the_negative_prompt_alone(tiny_pipe):
+    """s = 0 samples from the unconditional twin's logits, and the twin is fed what it sampled: the video
+    is the unguided video of the negative prompt (the same generators, the same tokens)."""
+    other = "a blue square moves left"
+    kw = dict(key_frames=3, interp_frames=2, inherit_ratio=0.2, seed=9)
+    guided = tiny_pipe(PROMPT, guidance_scale=0.0, negative_prompt=other, **kw).frames
+    assert np.array_equal(guided, tiny_pipe(other, **kw).frames)
+
+
+def test_the_twin_reads_the_null_text_and_is_fed_the_rows_codes(tiny_pipe):
+    from flashvideo.sampler import SamplingSettings
+    from flashvideo.sampling import Decoder
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def prefill(self, idx, state=None, offset=0):
+            seen.append(idx.clone())
+            return tiny_pipe.model.prefill(idx, state, offset)
+
+        def step(self, idx, state, offset):
+            seen.append(idx[:, None].clone())
+            return tiny_pipe.model.step(idx, state, offset)
+
+    L, c = tiny_pipe.layout, tiny_pipe.config
+    text = tiny_pipe.encode_prompt(PROMPT)
+    dec = Decoder(Recorder(), [torch.Generator().manual_seed(0)], SamplingSettings(guidance_scale=2.0))
+    frame = torch.full((c.frame_tokens,), -1)
+    out = dec.run(torch.cat([L.header(0, text, 1), frame])[None],
+                  torch.cat([L.header(0, L.null_text(), 1), frame])[None])
+    fed = torch.cat(seen, 1)  # (2, tokens fed): the row, then its twin
+    assert fed.shape[0] == 2
+    assert torch.equal(fed[0, 1:1 + c.text_len], text)
+    assert torch.equal(fed[1, 1:1 + c.text_len], torch.full((c.text_len,), c.text_offset))  # all padding
+    assert torch.equal(fed[0, L.header_len:], fed[1, L.header_len:])  # the same sampled codes
+    assert torch.equal(out[0, L.header_len:L.header_len + fed.shape[1] - L.header_len], fed[0, L.header_len:])
+    assert dec.counts["sampled"] == c.frame_tokens
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(guidance_scale=-1.0), "guidance_scale"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(negative_prompt="a blue square"), "guidance_scale"),
+    (dict(guidance_scale=2.0, negative_prompt="a green square"), "green"),
+    (dict(top_k=3, sampling="greedy"), "SamplingSettings"),
+])
+def test_bad_sampling_input_is_a_clear_value_error(tiny_pipe, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        next(iter(tiny_pipe.stream(PROMPT, **kwargs)))
+
+
+def test_settings_given_twice_must_agree(tiny_pipe):
+    from flashvideo.sampler import SamplingSettings
+
+    with pytest.raises(ValueError, match="both"):
+        next(iter(tiny_pipe.stream(PROMPT, top_k=4, sampling=SamplingSettings(top_k=3))))

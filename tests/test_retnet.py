@@ -97,3 +97,38 @@ def test_compiled_step_matches_eager():
             pytest.skip("torch.compile has no working backend on this machine")
         compiled, _ = model.step(idx[:, 10], state, 10)
     assert rel_err(compiled, eager) < 1e-4
+
+
+def test_step_takes_strided_ids_and_matches_the_module_path():
+    """The eager step (`_recurrent`) computes what the module path computes, for a column view of a plan."""
+    from flashvideo.retnet import rotation
+
+    config = tiny_config()
+    model = RetNet(config).eval()
+    plan = torch.randint(0, config.vocab_size, (3, 12))
+    with torch.no_grad():
+        _, state = model.prefill(plan[:, :10])
+        fast, fast_state = model.step(plan[:, 10], state, 10)  # plan[:, i] is a strided view
+        rot = rotation(10, 1, config.d_model // config.n_heads)
+        x = model.embed(plan[:, 10:11])
+        slow_state = []
+        for block, s in zip(model.blocks, state):
+            x, s = block(x, rot, s, "recurrent")
+            slow_state.append(s)
+        slow = model.head(model.norm(x)[:, -1])
+    assert rel_err(fast, slow) < 1e-5
+    assert all(rel_err(a, b) < 1e-5 for a, b in zip(fast_state, slow_state))
+
+
+def test_a_failed_compile_is_logged_and_the_eager_step_stays(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = RetNet(tiny_config()).eval()
+    with caplog.at_level("WARNING"):
+        assert model.compile_step() is False
+    assert "no C++ compiler here" in caplog.text and model.step_backend == "eager"
+    with torch.no_grad():
+        logits, _ = model.step(torch.tensor([1]), None, 0)
+    assert logits.shape == (1, model.config.n_codes)

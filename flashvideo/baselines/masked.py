@@ -23,6 +23,7 @@ import torch
 
 from ..config import FlashVideoConfig
 from ..layout import KEY, Layout
+from ..sampler import Sampler, SamplingSettings
 from .transformer import ARTransformer
 
 
@@ -54,33 +55,20 @@ class MaskedDecoder(ARTransformer):
         return self.head(self.hidden(slot, cache, offset, causal=False, commit=commit))
 
 
-def _sample(logits: torch.Tensor, generator: torch.Generator, temperature: float, top_k: int | None):
-    """Vectorised sample_token: logits (N, n_codes) -> codes (N,), probabilities of the sampled codes (N,)."""
-    logits = logits.float()
-    if temperature == 0:
-        probs = torch.softmax(logits, -1)
-        codes = logits.argmax(-1)
-        return codes, probs.gather(1, codes[:, None])[:, 0]
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, -1)
-    codes = torch.multinomial(probs, 1, generator=generator)[:, 0]
-    return codes, probs.gather(1, codes[:, None])[:, 0]
-
-
 @torch.no_grad()
 def generate_frames(model: MaskedDecoder, text: torch.Tensor, n_frames: int, seed: int = 0,
-                    temperature: float = 1.0, top_k: int | None = None, steps: int | None = None,
-                    counts: dict | None = None):
+                    temperature: float | None = None, top_k: int | None = None, steps: int | None = None,
+                    counts: dict | None = None, *, sampling: SamplingSettings | None = None):
     """Yield the (grid, grid) codes of key frames 1..n_frames (key-frame layout), each decoded in
-    `steps` (default model.steps) parallel refinement steps with a cosine masking schedule."""
+    `steps` (default model.steps) parallel refinement steps with a cosine masking schedule. All codes of
+    a video draw from one seeded generator, through the pipeline's `Sampler` (every masked code of a step
+    in one batched draw)."""
     layout, G = Layout(model.config), model.config.grid
     N, H = G * G, layout.header_len
     steps = steps or model.steps
     schedule = cosine_schedule(N, steps)
     gen = torch.Generator().manual_seed(seed)
+    sampler = Sampler([gen] * N, SamplingSettings.resolve(sampling, temperature=temperature, top_k=top_k))
     device = model.head.weight.device
     counts = counts if counts is not None else {}
     for key in ("forwards", "tokens_processed", "steps"):
@@ -96,7 +84,8 @@ def generate_frames(model: MaskedDecoder, text: torch.Tensor, n_frames: int, see
             counts["steps"] += 1
             counts["tokens_processed"] += slot.shape[1]
             idx = masked.nonzero()[:, 0]
-            codes, conf = _sample(logits[idx], gen, temperature, top_k)
+            codes, conf = sampler.sample(logits[idx], idx.tolist(), with_probs=True)
+            codes, conf = codes.to(device), conf.to(device)
             n_fix = len(idx) - remain  # newly fixed codes this step: the most confident
             keep = idx[torch.topk(conf, n_fix).indices] if n_fix < len(idx) else idx
             fixed = torch.zeros(N, dtype=torch.long, device=device)

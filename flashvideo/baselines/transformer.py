@@ -13,8 +13,9 @@ Two ways to decode the same model:
 * without a cache   -- every sampled token re-runs the whole prefix through the model:
                        O(L^2) work per token (attention over L x L), O(L^3) for a sequence.
 
-Both sample with `flashvideo.sampling.sample_token` (temperature, top-k, seeded generator), so for
-the same seed they give the same tokens (tests/test_baselines.py checks tokens and logits).
+Both sample with the pipeline's `flashvideo.sampler.Sampler` (temperature, top-k, top-p, seeded
+generator), so for the same seed they give the same tokens (tests/test_baselines.py checks tokens and
+logits).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from torch import nn
 from ..config import FlashVideoConfig
 from ..layout import KEY, Layout
 from ..retnet import GLU, RMSNorm, init_weights, rotate, rotation
-from ..sampling import sample_token
+from ..sampler import Sampler, SamplingSettings
 
 
 class LayerCache:
@@ -148,18 +149,21 @@ def key_frame_plan(layout: Layout, text: torch.Tensor, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_frames(model: ARTransformer, text: torch.Tensor, n_frames: int, seed: int = 0,
-                    temperature: float = 1.0, top_k: int | None = None, use_cache: bool = True,
-                    logits_out: list | None = None, counts: dict | None = None):
+                    temperature: float | None = None, top_k: int | None = None, use_cache: bool = True,
+                    logits_out: list | None = None, counts: dict | None = None, *,
+                    sampling: SamplingSettings | None = None):
     """Yield the (grid, grid) codes of key frames 1..n_frames in turn, in the FlashVideo key-frame layout
     `T SN_1 F_1  T SN_2 F_2 ...`, one token at a time.
 
     use_cache=True: the known header of each frame goes through the model in one pass appended to
     the KV cache, then each code takes one cached step. use_cache=False: each code re-runs the whole
     prefix (the O(L^2)-per-token form). Same generator seed -> same tokens either way.
+    Sampling: `sampling=SamplingSettings(...)` or the temperature / top_k keywords (no guidance here).
     logits_out, if given, receives the (n_codes,) logits each code was sampled from.
     counts, if given, accumulates "forwards" (model calls) and "tokens_processed" (tokens through the model)."""
     layout, G = Layout(model.config), model.config.grid
-    gen = torch.Generator().manual_seed(seed)
+    sampler = Sampler([torch.Generator().manual_seed(seed)],
+                      SamplingSettings.resolve(sampling, temperature=temperature, top_k=top_k))
     device = model.head.weight.device
     counts = counts if counts is not None else {}
     counts.setdefault("forwards", 0)
@@ -183,7 +187,7 @@ def generate_frames(model: ARTransformer, text: torch.Tensor, n_frames: int, see
             counts["forwards"] += 1
             if logits_out is not None:
                 logits_out.append(logits.float().cpu())
-            seq[n] = sample_token(logits, gen, temperature, top_k)
+            seq[n] = sampler(logits[None])[0]
             n += 1
             pending = 1
         yield seq[n - G * G:n].view(G, G).clone()

@@ -1,0 +1,174 @@
+"""One code per row from next-token logits, for a whole batch in one call.
+
+    settings = SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, guidance_scale=3.0)
+    sampler = Sampler(generators, settings)          # one seeded torch.Generator per row
+    codes = sampler(logits)                           # logits (B, n_codes) -> codes (B,)
+
+The draw is inverse-CDF sampling: for each row the weights exp((logit - max) / temperature), with
+top-k and top-p applied, are summed cumulatively, and a uniform number u from the row's own
+generator picks the first code whose cumulative weight exceeds u times the total (`searchsorted`).
+Every row draws exactly one uniform number per sampled code (none when greedy), from its own
+generator, and every operation works row by row, so a row's codes do not depend on which other rows
+share its batch: batched and one-at-a-time decoding give the same video.
+
+Classifier-free guidance is not a sampling step but a logit step: `guide(cond, uncond, scale)`
+(`flashvideo.sampling.Decoder` runs both rows and samples once from the guided logits).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+MAX_TEMPERATURE = 10.0
+MAX_GUIDANCE = 20.0
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) or type(x).__name__.startswith(("int", "uint"))
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How codes are drawn. The defaults sample from the model's own distribution, unguided."""
+    temperature: float = 1.0       # 0 = greedy (argmax); any positive value, however small, samples without NaN
+    top_k: int | None = None       # keep the k most likely codes (ties with the k-th kept); None = off
+    top_p: float | None = None     # nucleus: keep the most likely codes until their mass reaches p; None = off
+    guidance_scale: float = 1.0    # classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)
+
+    def __post_init__(self):
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(msg)
+
+        t, k, p, s = self.temperature, self.top_k, self.top_p, self.guidance_scale
+        need(_is_real(t) and 0.0 <= t <= MAX_TEMPERATURE,
+             f"temperature must be a number in [0, {MAX_TEMPERATURE:g}] (0 = greedy), got {t!r}")
+        need(k is None or (_is_int(k) and k >= 1),
+             f"top_k must be None (off) or an integer >= 1, got {k!r}" + ("; use None to turn top-k off" if k == 0 else ""))
+        need(p is None or (_is_real(p) and 0.0 < p <= 1.0),
+             f"top_p must be None (off) or a number in (0, 1], got {p!r}")
+        need(_is_real(s) and 0.0 <= s <= MAX_GUIDANCE,
+             f"guidance_scale must be a number in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {s!r}")
+        object.__setattr__(self, "temperature", float(t))
+        object.__setattr__(self, "guidance_scale", float(s))
+        if k is not None:
+            object.__setattr__(self, "top_k", int(k))
+
+    @classmethod
+    def resolve(cls, sampling: "SamplingSettings | None" = None, **keywords) -> "SamplingSettings":
+        """Settings from `sampling=` or from keywords (None = not given); both at once only if they agree."""
+        given = {k: v for k, v in keywords.items() if v is not None}
+        if sampling is None:
+            return cls(**given)
+        if not isinstance(sampling, cls):
+            raise ValueError(f"sampling must be a SamplingSettings, got {type(sampling).__name__}")
+        clash = sorted(k for k, v in given.items() if getattr(sampling, k) != v)
+        if clash:
+            raise ValueError(f"{', '.join(clash)} given both as a keyword and in sampling=, with different values")
+        return sampling
+
+    def check_codes(self, n_codes: int) -> "SamplingSettings":
+        if self.top_k is not None and self.top_k > n_codes:
+            raise ValueError(f"top_k must be None or an integer in 1..{n_codes} (the codebook size), got {self.top_k}")
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale != 1.0
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on logits: uncond + scale * (cond - uncond)."""
+    return torch.lerp(uncond, cond, scale)
+
+
+class Sampler:
+    """Draws one code per row for a batch, row r from generators[r] with settings[r].
+
+    settings: one SamplingSettings for every row, or one per row (batched requests may differ).
+    Rows that share one generator object draw their uniform numbers from it in row order."""
+
+    def __init__(self, generators: Sequence[torch.Generator],
+                 settings: SamplingSettings | Sequence[SamplingSettings] = SamplingSettings()):
+        self.generators = list(generators)
+        self.uniform = isinstance(settings, SamplingSettings)
+        if not self.uniform and len(settings) != len(self.generators):
+            raise ValueError(f"{len(settings)} sampling settings for {len(self.generators)} rows")
+        self.settings = settings
+        rows = [settings] if self.uniform else list(settings)  # per-row parameters, or one row that broadcasts
+        temps = [s.temperature for s in rows]
+        self._temp = torch.tensor([t or 1.0 for t in temps], dtype=torch.float64)[:, None]  # (R, 1)
+        self._greedy = torch.tensor([t == 0 for t in temps])                                # (R,)
+        self._k = torch.tensor([s.top_k or 0 for s in rows])                                # (R,), 0 = off
+        self._p = torch.tensor([s.top_p or 1.0 for s in rows], dtype=torch.float64)[:, None]  # (R, 1), 1 = off
+        self._any_k = any(s.top_k for s in rows)
+        self._any_p = any(s.top_p is not None and s.top_p < 1.0 for s in rows)
+        self._any_greedy = any(t == 0 for t in temps)
+        self._all_greedy = all(t == 0 for t in temps)
+
+    def __call__(self, logits: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """logits (N, n_codes) of `rows` (None: all rows, N = B) -> codes (N,) long."""
+        return self.sample(logits, rows)[0]
+
+    def sample(self, logits: torch.Tensor, rows: Sequence[int] | None = None, with_probs: bool = False):
+        """Codes (N,) and, with with_probs, the probability each code had in the distribution it was
+        drawn from (greedy rows: the untempered softmax), else None."""
+        rows = range(len(self.generators)) if rows is None else rows
+        if logits.dim() != 2 or logits.shape[0] != len(rows):
+            raise ValueError(f"logits of shape {tuple(logits.shape)} for {len(rows)} rows: expected ({len(rows)}, n_codes)")
+        x = logits.detach().to("cpu", torch.float64)  # float64: (x - max) / t stays finite for any t > 0
+        if self._all_greedy:
+            codes = x.argmax(-1)  # the first maximum
+            return codes, (torch.softmax(x, -1).gather(1, codes[:, None])[:, 0] if with_probs else None)
+        sel = slice(None) if self.uniform else torch.as_tensor(list(rows), dtype=torch.long)
+        z = (x - x.amax(-1, keepdim=True)) / self._temp[sel]  # <= 0 with max 0: no overflow, never 0/0
+        k = self._k[sel] if self._any_k else None
+        if k is not None and int(k.max()) > 0:
+            kth = torch.topk(z, int(k.max()), dim=-1).values.gather(1, (k.clamp(min=1) - 1).expand(len(rows))[:, None])
+            z = z.masked_fill((z < kth) & (k > 0)[:, None], float("-inf"))  # ties with the k-th code stay
+        w = torch.exp(z)
+        if self._any_p:
+            sw = w.sort(-1, descending=True).values
+            before = sw.cumsum(-1) - sw  # mass of the more likely codes
+            n_keep = (before < self._p[sel] * sw.sum(-1, keepdim=True)).sum(-1, keepdim=True).clamp(min=1)
+            w = w.masked_fill(w < sw.gather(1, n_keep - 1), 0.0)  # ties with the last kept code stay
+        cdf = w.cumsum(-1)
+        total = cdf[:, -1:]
+        if not bool(total.min() > 0):
+            raise ValueError("logits are NaN or all -inf: there is no distribution to sample from")
+        greedy = self._greedy[sel].expand(len(rows)) if self._any_greedy else None
+        u = self._uniforms(rows, greedy)
+        t = torch.minimum(u * total, torch.nextafter(total, _ZERO))  # u * total < total, even after rounding
+        codes = torch.searchsorted(cdf, t, right=True)[:, 0]  # first code whose cumulative weight exceeds t
+        if greedy is not None:
+            codes = torch.where(greedy, x.argmax(-1), codes)
+        probs = None
+        if with_probs:
+            probs = (w / total).gather(1, codes[:, None])[:, 0]
+            if greedy is not None:
+                probs = torch.where(greedy, torch.softmax(x, -1).gather(1, codes[:, None])[:, 0], probs)
+        return codes, probs
+
+    def _uniforms(self, rows, greedy) -> torch.Tensor:
+        """(N, 1) float64 uniforms in [0, 1): one per non-greedy row from its own generator (greedy: none drawn)."""
+        gens = [self.generators[r] for r in rows]
+        if greedy is None and len(gens) > 1 and all(g is gens[0] for g in gens):
+            return torch.rand(len(gens), 1, generator=gens[0], dtype=torch.float64)  # one shared generator
+        if greedy is None:
+            return torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])[:, None]
+        return torch.cat([_ZERO[None] if s else torch.rand(1, generator=g, dtype=torch.float64)
+                          for g, s in zip(gens, greedy.tolist())])[:, None]
+
+
+_ZERO = torch.zeros((), dtype=torch.float64)

@@ -1,0 +1,134 @@
+"""The batched sampler: settings are checked, rows are independent, and the draws follow the distribution."""
+import math
+
+import pytest
+import torch
+
+from flashvideo.sampler import Sampler, SamplingSettings, guide
+
+
+def gens(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(temperature=-0.1), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=11), "temperature"),
+    (dict(temperature="1"), "temperature"),
+    (dict(top_k=0), "use None to turn top-k off"),
+    (dict(top_k=2.5), "top_k"),
+    (dict(top_k=True), "top_k"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_p=1.5), "top_p"),
+    (dict(guidance_scale=-1), "guidance_scale"),
+    (dict(guidance_scale=float("inf")), "guidance_scale"),
+])
+def test_bad_settings_are_clear_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SamplingSettings(**kwargs)
+
+
+def test_resolve_takes_keywords_or_settings_but_not_conflicting_ones():
+    assert SamplingSettings.resolve(temperature=0.5, top_k=None) == SamplingSettings(temperature=0.5)
+    s = SamplingSettings(top_k=3, guidance_scale=2)
+    assert SamplingSettings.resolve(s) is s and SamplingSettings.resolve(s, top_k=3) is s
+    with pytest.raises(ValueError, match="top_k given both"):
+        SamplingSettings.resolve(s, top_k=4)
+    with pytest.raises(ValueError, match="top_k must be None or an integer in 1..16"):
+        SamplingSettings(top_k=17).check_codes(16)
+
+
+MIXED = [SamplingSettings(), SamplingSettings(temperature=0), SamplingSettings(temperature=0.7, top_k=3),
+         SamplingSettings(top_p=0.6), SamplingSettings(temperature=1.3, top_k=5, top_p=0.9)]
+
+
+@pytest.mark.parametrize("settings", [SamplingSettings(), SamplingSettings(top_k=4, top_p=0.8), MIXED])
+def test_batched_draws_equal_one_row_at_a_time(settings):
+    B, V = 5, 32
+    logits = torch.randn(40, B, V, generator=torch.Generator().manual_seed(1))
+    batched = Sampler(gens(*range(B)), settings)
+    together = torch.stack([batched(step) for step in logits])  # (40, B)
+    per_row = settings if isinstance(settings, list) else [settings] * B
+    for r in range(B):
+        alone = Sampler(gens(r), per_row[r])
+        assert torch.equal(together[:, r], torch.stack([alone(step[r:r + 1])[0] for step in logits]))
+    # a subset of rows (the rows that sample at a position) draws only from those rows' generators
+    subset = Sampler(gens(*range(B)), settings)
+    rows = [1, 3]
+    got = torch.stack([subset(step[rows], rows) for step in logits])
+    for i, r in enumerate(rows):
+        alone = Sampler(gens(r), per_row[r])
+        assert torch.equal(got[:, i], torch.stack([alone(step[r:r + 1])[0] for step in logits]))
+
+
+def frequencies(sampler, logits, n):
+    codes = torch.stack([sampler(logits[None])[0] for _ in range(n)])
+    return torch.bincount(codes, minlength=logits.numel()).double() / n
+
+
+def test_draws_follow_the_tempered_filtered_distribution():
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    n = 6000
+    for settings, keep in [(SamplingSettings(), 6), (SamplingSettings(temperature=0.5), 6),
+                           (SamplingSettings(top_k=3), 3), (SamplingSettings(top_p=0.7), None)]:
+        z = logits.double() / settings.temperature
+        p = torch.softmax(z, -1)
+        if settings.top_p:  # the most likely codes until their mass reaches p
+            before = torch.cumsum(p, 0) - p
+            keep = int((before < settings.top_p).sum())
+        p = torch.where(torch.arange(6) < keep, p, torch.zeros_like(p))
+        p = p / p.sum()
+        f = frequencies(Sampler(gens(0), settings), logits, n)
+        assert torch.all(f[keep:] == 0)
+        assert float((f - p).abs().max()) < 4 * math.sqrt(0.25 / n)  # 4 sigma
+
+
+def test_greedy_and_tiny_temperatures():
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    g = gens(0, 1, 2)
+    before = [x.get_state() for x in g]
+    assert torch.equal(Sampler(g, SamplingSettings(temperature=0))(logits), logits.argmax(-1))
+    assert all(torch.equal(b, x.get_state()) for b, x in zip(before, g))  # greedy draws no random numbers
+    for t in (1e-300, 5e-324, 1e-30):
+        assert torch.equal(Sampler(gens(0, 1, 2), SamplingSettings(temperature=t))(logits), logits.argmax(-1))
+    tied = torch.tensor([[1.0, 3.0, 3.0, -2.0]])  # a tiny temperature samples among the tied maxima only
+    codes = {int(Sampler(gens(s), SamplingSettings(temperature=1e-300))(tied)) for s in range(40)}
+    assert codes == {1, 2}
+
+
+def test_the_largest_uniform_never_picks_a_filtered_code(monkeypatch):
+    logits = torch.tensor([[0.0, 5.0, 4.0, 3.0]])  # top_k=2 keeps codes 1 and 2; code 3 has weight 0
+    s = Sampler(gens(0), SamplingSettings(top_k=2))
+    monkeypatch.setattr(s, "_uniforms", lambda rows, greedy: torch.tensor([[1 - 2 ** -53]], dtype=torch.float64))
+    assert int(s(logits)) == 2
+    monkeypatch.setattr(s, "_uniforms", lambda rows, greedy: torch.zeros(1, 1, dtype=torch.float64))
+    assert int(s(logits)) == 1
+
+
+def test_probabilities_of_the_drawn_codes():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
+    codes, probs = Sampler(gens(0, 1), [SamplingSettings(), SamplingSettings(temperature=0)]).sample(logits, with_probs=True)
+    expected = torch.tensor([0.5, 0.3, 0.2])[codes[0]]
+    assert torch.allclose(probs, torch.stack([expected, torch.tensor(0.8)]).double())
+
+
+def test_nan_logits_and_wrong_shapes_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        Sampler(gens(0))(torch.full((1, 4), float("nan")))
+    with pytest.raises(ValueError, match="expected"):
+        Sampler(gens(0, 1))(torch.zeros(3, 4))
+
+
+def test_rows_sharing_a_generator_draw_in_row_order():
+    g = torch.Generator().manual_seed(3)
+    codes = Sampler([g] * 4)(torch.zeros(4, 1000))
+    g2 = torch.Generator().manual_seed(3)
+    one_by_one = [int(Sampler([g2])(torch.zeros(1, 1000))) for _ in range(4)]
+    assert codes.tolist() == one_by_one
+
+
+def test_guide_is_uncond_plus_scale_times_difference():
+    cond, uncond = torch.randn(2, 8), torch.randn(2, 8)
+    assert torch.allclose(guide(cond, uncond, 3.0), uncond + 3 * (cond - uncond), atol=1e-6)
+    assert torch.equal(guide(cond, uncond, 0.0), uncond) and torch.equal(guide(cond, uncond, 1.0), cond)
