@@ -54,10 +54,21 @@ def test_quick_bench_has_every_row(quick):
     assert set(fl["threads"]) >= {1, 2}
     e = r["evdm_flops"]
     assert all(b["ratio"] > 1 for b in e["blocks"]) and e["gate"]
+    h = r["headline"]
+    assert [row["frames"] for row in h["rows"]] == sorted(s.headline_frames)
+    assert h["config"]["tokens_per_frame"] == s.headline_grid ** 2 and h["treatment"] == "both eager"
+    for row in h["rows"]:
+        for model in ("retnet", "transformer_kv"):
+            assert all(row[model][k] > 0 for k in ("start", "end", "whole"))
+        assert row["kv_cache_bytes"] > row["retnet_state_bytes"] > 0
+    # the KV cache grows with the video, the RetNet state does not
+    first, last = h["rows"][0], h["rows"][-1]
+    assert last["kv_cache_bytes"] > first["kv_cache_bytes"] and last["retnet_state_bytes"] == first["retnet_state_bytes"]
     d = r["demo"]
     assert d["frames"] == 13 and d["seconds"] > 0 and d["time_to_first_frame"] <= d["seconds"]
     md = (out / "bench.md").read_text()
-    for heading in ("vs number of frames", "vs tokens per frame", "interpolation", "Floor", "EVDM FLOPs", "demo"):
+    for heading in ("Headline", "vs number of frames", "vs tokens per frame", "interpolation", "Floor", "EVDM FLOPs",
+                    "demo"):
         assert heading in md
     for label in bench.LABELS.values():
         assert label in md
@@ -71,6 +82,13 @@ def test_step_cost_counts_the_linear_layers():
     cost = bench.step_cost(config)
     assert cost["flops_linear"] == 2 * weights
     assert cost["weight_bytes"] == 4 * (weights + config.d_model)
+
+
+def test_every_section_module_stays_small():
+    from pathlib import Path
+
+    for path in Path(bench.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) < 400, path.name
 
 
 def test_unknown_section_is_refused(tmp_path):

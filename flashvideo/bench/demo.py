@@ -1,0 +1,75 @@
+"""Section `demo`: the default demo video end to end through `FlashVideoPipeline.stream` (4 key frames,
+3 inserted per pair, VQ decoding included): total, time to first frame, frames per second."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..config import FlashVideoConfig
+from ..pipeline import DEFAULT_CHECKPOINT, FlashVideoPipeline
+from ..retnet import RetNet
+from ..tokenizer import VQTokenizer, VQVAE, WordTokenizer
+from .common import Settings, fmt_s, median
+
+
+def section_demo(s: Settings) -> dict:
+    if s.quick:
+        from ..data import shapes
+
+        config = FlashVideoConfig(image_size=16, grid=4, n_codes=16, n_text=len(shapes.vocabulary()) + 1, text_len=4,
+                                  max_key_frames=5, max_interp_frames=4, d_model=32, n_heads=4, n_layers=2, chunk_size=16)
+        torch.manual_seed(0)
+        vq = VQVAE(image_size=16, downsample=4, n_codes=16, code_dim=8, channels=16, n_res=1)
+        pipe = FlashVideoPipeline(RetNet(config), VQTokenizer(WordTokenizer(shapes.vocabulary()), vq))
+        weights = "random weights, tiny quick-mode model (16x16 frames, grid 4)"
+    elif (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+        pipe = FlashVideoPipeline.from_pretrained(DEFAULT_CHECKPOINT)
+        weights = f"checkpoint {DEFAULT_CHECKPOINT}"
+    else:
+        from ..data import shapes
+
+        torch.manual_seed(0)
+        config = FlashVideoConfig()
+        pipe = FlashVideoPipeline(RetNet(config), VQTokenizer(WordTokenizer(shapes.vocabulary()), VQVAE()))
+        weights = "random weights (no checkpoints/shapes): default FlashVideoConfig and default VQ-VAE"
+    K, n = 4, 3
+    runs = []
+
+    def run():
+        t0 = time.perf_counter()
+        first, last = None, None
+        for ev in pipe.stream(s.demo_prompt, key_frames=K, interp_frames=n, inherit_ratio=0.2, seed=0):
+            first = first if first is not None else time.perf_counter() - t0
+            last = ev
+        runs.append({"total": time.perf_counter() - t0, "first": first, "stats": last.stats})
+
+    run()  # warm-up
+    runs.clear()
+    for _ in range(s.repeats):
+        run()
+    total, first = median([r["total"] for r in runs]), median([r["first"] for r in runs])
+    stats = runs[-1]["stats"]
+    frames = K + (K - 1) * n
+    return {"weights": weights, "prompt": s.demo_prompt, "key_frames": K, "interp_frames": n, "frames": frames,
+            "image_size": pipe.config.image_size, "grid": pipe.config.grid, "seconds": total,
+            "time_to_first_frame": first, "seconds_per_frame": total / frames, "fps": frames / total,
+            "tokens_sampled": stats.get("total_sampled"), "tokens_inherited": stats.get("total_inherited"),
+            "recurrent_steps": stats.get("total_steps")}
+
+
+
+def markdown(r: dict) -> list[str]:
+    L = []
+    d = r["demo"]
+    L.append("## Default demo video, end to end")
+    L.append("")
+    L.append(f"{d['weights']}. \"{d['prompt']}\", {d['key_frames']} key frames, {d['interp_frames']} inserted per pair "
+             f"({d['frames']} frames, {d['image_size']}x{d['image_size']}, grid {d['grid']}), rho 0.2, VQ decoding included.")
+    L.append("")
+    L.append("| total | time to first frame | per frame | frames/s | tokens sampled | inherited | recurrent steps |")
+    L.append("|---|---|---|---|---|---|---|")
+    L.append(f"| {fmt_s(d['seconds'])} | {fmt_s(d['time_to_first_frame'])} | {fmt_s(d['seconds_per_frame'])} | "
+             f"{d['fps']:.1f} | {d['tokens_sampled']} | {d['tokens_inherited']} | {d['recurrent_steps']} |")
+    L.append("")
+    return L
