@@ -168,19 +168,21 @@ class FlashVideoPipeline:
 
     # ---- generation --------------------------------------------------------------------------
     def _decoder(self, generators, sampling, counts) -> Decoder:
-        return Decoder(self.model, generators, sampling or SamplingSettings(), counts=counts,
-                       chunked=self.chunked_prefill)
+        return Decoder(self.model, generators, sampling, counts=counts, chunked=self.chunked_prefill)
 
     def _guidance_text(self, sampling, negative):
         """The twins' text block: `negative` (text_len,), or the null text; None when unguided."""
-        if sampling is None or not sampling.guided:
+        if not sampling.guided:
             return None
         return self.layout.null_text() if negative is None else negative
 
-    def key_frame_codes(self, text, key_frames, seed, given=None, *, sampling=None, negative=None, counts=None):
+    def key_frame_codes(self, text, key_frames, seed, given=None, *, sampling=None, negative=None, counts=None,
+                        **sampling_keywords):
         """Yield the code grid (grid, grid) of key frames 1..K in turn: T SN_1 F_1  T SN_2 F_2 ...
         A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled.
-        Guided (sampling.guidance_scale != 1): the twin row reads `negative` (default: the null text)."""
+        Sampling: `sampling=` or its keywords (temperature, top_k, top_p, guidance_scale). Guided
+        (guidance_scale != 1): the twin row reads `negative` (default: the null text)."""
+        sampling = SamplingSettings.resolve(sampling, **sampling_keywords)
         L, G = self.layout, self.config.grid
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
@@ -191,11 +193,13 @@ class FlashVideoPipeline:
             yield dec.run(plan, twin)[0, L.header_len:].view(G, G)
 
     def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, *, sampling=None, negative=None,
-                            radius=1, batch_pairs=True, counts=None):
+                            radius=1, batch_pairs=True, counts=None, **sampling_keywords):
         """Redundant-free interpolation between consecutive key frames (list of (grid, grid) codes).
 
         Yields (pair, j, codes, regions): in-between frame j (1..n, time order) of pair p. Every pair
-        has its own generator (its region draw and its samples), so batching does not change frames."""
+        has its own generator (its region draw and its samples), so batching does not change frames.
+        Sampling and guidance as in `key_frame_codes`."""
+        sampling = SamplingSettings.resolve(sampling, **sampling_keywords)
         L, G = self.layout, self.config.grid
         pairs = list(range(len(keys) - 1))
         gens = [_generator(child_seed(seed, 1, p)) for p in pairs]

@@ -64,6 +64,9 @@ class SamplingSettings:
     @classmethod
     def resolve(cls, sampling: "SamplingSettings | None" = None, **keywords) -> "SamplingSettings":
         """Settings from `sampling=` or from keywords (None = not given); both at once only if they agree."""
+        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale"})
+        if unknown:
+            raise TypeError(f"unknown sampling keywords {unknown}")
         given = {k: v for k, v in keywords.items() if v is not None}
         if sampling is None:
             return cls(**given)

@@ -216,3 +216,17 @@ def test_settings_given_twice_must_agree(tiny_pipe):
 
     with pytest.raises(ValueError, match="both"):
         next(iter(tiny_pipe.stream(PROMPT, top_k=4, sampling=SamplingSettings(top_k=3))))
+
+
+def test_code_generators_take_sampling_keywords_too(tiny_pipe):
+    from flashvideo.sampler import SamplingSettings
+
+    text = tiny_pipe.encode_prompt(PROMPT)
+    a = list(tiny_pipe.key_frame_codes(text, 2, seed=1, temperature=0.5, top_k=4))
+    b = list(tiny_pipe.key_frame_codes(text, 2, seed=1, sampling=SamplingSettings(temperature=0.5, top_k=4)))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    c = [codes for *_, codes, _ in tiny_pipe.interpolation_codes(text, a, 1, 0.2, 1, guidance_scale=2.0)]
+    d = [codes for *_, codes, _ in tiny_pipe.interpolation_codes(text, a, 1, 0.2, 1, sampling=SamplingSettings(guidance_scale=2.0))]
+    assert all(torch.equal(x, y) for x, y in zip(c, d))
+    with pytest.raises(TypeError, match="unknown sampling keywords"):
+        next(tiny_pipe.key_frame_codes(text, 2, seed=1, temprature=0.5))
