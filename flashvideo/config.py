@@ -35,12 +35,52 @@ class FlashVideoConfig:
     tokenizer_args: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        """Every field type-checked and bounded, so a hostile or corrupt config.json is refused before
+        anything is sized from it. ValueError names the field and what is allowed (`load` adds the file)."""
+        import numbers
+
+        def whole(name, lo, hi):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be a whole number in {lo}..{hi}, got {v!r}")
+            setattr(self, name, int(v))
+
+        def number(name, lo, hi, open_low=False):
+            v = getattr(self, name)
+            ok = (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                  and (lo < v if open_low else lo <= v) and v <= hi)
+            if not ok:
+                raise ValueError(f"{name} must be a finite number in {'(' if open_low else '['}{lo}, {hi}], got {v!r}")
+            setattr(self, name, float(v) if not isinstance(v, int) else v)
+
+        whole("image_size", 4, 4096)
+        whole("grid", 1, 256)
+        whole("n_codes", 2, 65536)
+        whole("n_text", 2, 1 << 20)
+        whole("text_len", 1, 4096)
+        whole("max_key_frames", 2, 1024)
+        whole("max_interp_frames", 0, 1023)
+        whole("d_model", 2, 16384)
+        whole("n_layers", 1, 512)
+        whole("n_heads", 1, 1024)
+        number("ffn_mult", 0, 64, open_low=True)
+        whole("chunk_size", 1, 1 << 16)
+        number("memory_frames", 0.5, 1e4)          # with frames of >= 3 tokens, every decay is in (0, 1)
+        number("shortest_memory", 1, 1e9, open_low=True)
+        if self.image_size % self.grid:
+            raise ValueError(f"image_size={self.image_size} must be a multiple of grid={self.grid}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
-        if self.max_key_frames < 2:
-            raise ValueError("max_key_frames must be at least 2")
-        if self.max_interp_frames < 0:
-            raise ValueError("max_interp_frames must be >= 0")
+        if int(self.ffn_mult * self.d_model) < 1:
+            raise ValueError(f"ffn_mult * d_model must be at least 1, got {self.ffn_mult} * {self.d_model}")
+        if self.tokenizer not in ("vq", "icetk"):
+            raise ValueError(f"unknown tokenizer backend {self.tokenizer!r}; choose one of ['vq', 'icetk']")
+        args = self.tokenizer_args
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            raise ValueError(f"tokenizer_args must be an object of named settings, got {args!r}"[:200])
+        for k, v in args.items():
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
+                raise ValueError(f"tokenizer_args.{k} must be a whole number in 1..4096, got {v!r}"[:200])
 
     @property
     def frame_tokens(self) -> int:
@@ -73,10 +113,13 @@ class FlashVideoConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlashVideoConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"the config must be a JSON object {{...}} of FlashVideo settings, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"config.json has unknown fields {unknown}; is this a FlashVideo checkpoint?")
+            raise ValueError(f"config.json has unknown fields {unknown[:10]}; is this a FlashVideo checkpoint? "
+                             f"Known fields: {sorted(names)}")
         return cls(**d)
 
     def save(self, path) -> None:
@@ -85,5 +128,12 @@ class FlashVideoConfig:
 
     @classmethod
     def load(cls, path) -> "FlashVideoConfig":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        """Read a config.json: a regular file of at most 1 MB holding valid settings; ValueError naming the
+        file, the field and what is allowed otherwise (FileNotFoundError if it is missing)."""
+        from .safe_io import read_json
+
+        d = read_json(path)
+        try:
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None

@@ -91,7 +91,12 @@ class FlashVideoPipeline:
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike | None = None) -> "FlashVideoPipeline":
         """Load a checkpoint folder (config.json, model.safetensors, tokenizer files), or a Hub repo id
-        ("org/name") through huggingface_hub.snapshot_download. No argument: the shipped default."""
+        ("org/name") through huggingface_hub.snapshot_download. No argument: the shipped default.
+
+        Hostile folders are refused with a ValueError naming the file (FileNotFoundError when one is
+        missing): only regular files of bounded size are read (never a pipe or a device), every config
+        field is bounded, and each safetensors header is checked against the config before a tensor is
+        allocated; weights holding NaN or inf are refused."""
         folder = Path(path_or_id) if path_or_id is not None else DEFAULT_CHECKPOINT
         if not folder.is_dir():
             name = str(path_or_id)
@@ -99,16 +104,28 @@ class FlashVideoPipeline:
                 raise FileNotFoundError(f"no checkpoint folder at {folder} (and {name!r} is not a Hub repo id 'org/name')")
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.md"]))
-        return cls(load_model(folder), load_tokenizer(folder, FlashVideoConfig.load(folder / "config.json")))
+            files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer.safetensors", "README.md"]
+            folder = Path(snapshot_download(name, allow_patterns=files))   # exactly these names, nothing else
+        model = load_model(folder)
+        return cls(model, load_tokenizer(folder, model.config))
 
     def save_pretrained(self, folder) -> Path:
+        """Write the folder `from_pretrained` reads. Refuses weights holding NaN or inf (they could never
+        be loaded back); config.json and model.safetensors are written under temporary names and then
+        renamed into place, so a crash never leaves a half-written file under the real name."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.config.save(folder / "config.json")
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, folder / "model.safetensors")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ValueError(f"refusing to save weights holding NaN or inf: {bad[:5]}")
+        for name, write in (("config.json", self.config.save),
+                            ("model.safetensors", lambda p: save_file(state, str(p)))):
+            tmp = folder / f".{name}.tmp"
+            write(tmp)
+            os.replace(tmp, folder / name)
         self.tokenizer.save(folder)
         return folder
 
@@ -280,35 +297,35 @@ class FlashVideoPipeline:
 
 
 def load_model(folder: Path) -> RetNet:
-    """config.json + model.safetensors -> RetNet, with clear errors for every way it can be wrong."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """config.json + model.safetensors -> RetNet, with clear errors for every way it can be wrong.
+
+    Nothing is sized from the files before it is checked: the config's fields are bounded, the weights
+    file must be a regular file of at most `safe_io.MAX_WEIGHTS_BYTES`, and its header's tensor names
+    and shapes must equal those of the model the config describes (built on the meta device, which
+    allocates nothing) before any tensor is read. Weights holding NaN or inf are refused."""
+    from .safe_io import MAX_WEIGHTS_BYTES, check_shapes, load_tensors, read_regular_file, safetensors_header
 
     folder = Path(folder)
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    weights = folder / "model.safetensors"
-    if not weights.exists():
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError as e:
+        raise FileNotFoundError(f"checkpoint folder {folder} cannot be listed ({e.strerror or e})") from None
+    pickles = [n for n in names if Path(n).suffix.lower() in PICKLE_SUFFIXES]
+    weights, config_path = folder / "model.safetensors", folder / "config.json"
+    if "model.safetensors" not in names:
         hint = (f"; found pickle files {pickles}, which are never loaded (they can run code): convert them "
                 "with safetensors.torch.save_file") if pickles else ""
         raise FileNotFoundError(f"{folder} has no model.safetensors{hint}")
-    if not (folder / "config.json").exists():
+    if "config.json" not in names:
         raise FileNotFoundError(f"{folder} has no config.json")
-    try:
-        config = FlashVideoConfig.load(folder / "config.json")
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{folder / 'config.json'} is not a valid FlashVideo config: {e}") from e
-    try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{weights} is not a readable safetensors file ({e}); pickles are refused") from e
+    config = FlashVideoConfig.load(config_path)
+    data = read_regular_file(weights, MAX_WEIGHTS_BYTES)
+    header = safetensors_header(data, weights)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in RetNet(config).state_dict().items()}
+    check_shapes(header, expected, weights, config_path)
+    tensors = load_tensors(data, weights)
+    del data
     model = RetNet(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs config {tuple(v.shape)}"
-             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{weights} does not match {folder / 'config.json'}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
     model.load_state_dict(tensors, strict=True)
     return model.eval()

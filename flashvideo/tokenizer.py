@@ -348,46 +348,68 @@ def save_vq(vq: VQVAE, folder, name: str = "vq", extra: dict | None = None) -> N
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
+    """A JSON object from a regular file of at most 1 MB (never a pipe or a device); FileNotFoundError
+    or a ValueError that names the file."""
+    from .safe_io import read_json
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(f"tokenizer file {path} is missing")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    return read_json(path)
 
 
 def _refuse_pickles(folder: Path, name: str) -> None:
-    found = sorted(p.name for p in folder.glob(f"{name}.*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    try:
+        found = sorted(p.name for p in Path(folder).glob(f"{name}.*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    except OSError:
+        return
     if found:
         raise ValueError(f"refusing to load pickle file(s) {found} in {folder}: weights are read only from "
                          f"{name}.safetensors (pickle files can run arbitrary code); convert them with "
                          f"safetensors.torch.save_file")
 
 
+MAX_VQ_SETTING = 4096      # every VQ constructor setting is a whole number in 1..MAX_VQ_SETTING
+
+
 def _build_vq(kwargs: dict, weights: Path, source: Path) -> VQVAE:
-    """VQVAE(**kwargs) with weights read from a safetensors file; ValueError naming any bad tensor."""
-    from safetensors.torch import load_file
+    """VQVAE(**kwargs) with weights read from a safetensors file; ValueError naming any bad setting or tensor.
+
+    Nothing is allocated from the files before it is checked: every setting must be a whole number in
+    1..MAX_VQ_SETTING, the module is first built on the meta device (no memory) to learn its tensor
+    shapes, the weights must be a regular file of bounded size whose safetensors header lists exactly
+    those shapes, and no weight may be NaN or inf. Only then is the real module built and filled."""
+    from .safe_io import MAX_WEIGHTS_BYTES, load_tensors, read_regular_file, safetensors_header
 
     if not isinstance(kwargs, dict):
         raise ValueError(f"{source} has no 'vq' settings object")
+    for k, v in kwargs.items():
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_VQ_SETTING:
+            raise ValueError(f"{source}: VQ setting 'vq.{k}' must be a whole number in 1..{MAX_VQ_SETTING}, "
+                             f"got {v!r}"[:300])
     try:
-        vq = VQVAE(**kwargs)
+        with torch.device("meta"):
+            own = {k: tuple(v.shape) for k, v in VQVAE(**kwargs).state_dict().items()}
     except TypeError as e:
         raise ValueError(f"{source} has bad VQ settings {kwargs}: {e}") from None
-    if not weights.is_file():
+    except (ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:
+        raise ValueError(f"{source} has VQ settings that do not make a VQ-VAE {kwargs}: {e}") from None
+    if not weights.exists() and not weights.is_symlink():
         _refuse_pickles(weights.parent, weights.stem)
         raise FileNotFoundError(f"tokenizer weights file {weights} is missing")
-    state = load_file(str(weights))
-    own = vq.state_dict()
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    data = read_regular_file(weights, MAX_WEIGHTS_BYTES)
+    header = safetensors_header(data, weights)
+    missing, extra = sorted(set(own) - set(header)), sorted(set(header) - set(own))
     if missing or extra:
         raise ValueError(f"{weights} does not match the VQ settings in {source}: "
-                         f"missing tensors {missing}, unexpected tensors {extra}")
-    for k, v in state.items():
-        if v.shape != own[k].shape:
-            raise ValueError(f"tensor {k!r} in {weights} has shape {tuple(v.shape)}, "
-                             f"expected {tuple(own[k].shape)} for VQ settings {kwargs}")
+                         f"missing tensors {missing[:8]}, unexpected tensors {extra[:8]}")
+    for k, (_, shape) in header.items():
+        if shape != own[k]:
+            raise ValueError(f"tensor {k!r} in {weights} has shape {shape}, "
+                             f"expected {own[k]} for VQ settings {kwargs}")
+    state = load_tensors(data, weights)
+    del data
+    vq = VQVAE(**kwargs)
     vq.load_state_dict(state)
     return vq.eval()
 
@@ -550,9 +572,33 @@ class IcetkTokenizer(Tokenizer):
             json.dump({"backend": "icetk"}, f, indent=2)
 
 
+MAX_VOCAB = 16384           # words in a tokenizer.json vocabulary
+
+
+def _check_words(meta: dict, source: Path) -> None:
+    """tokenizer.json's word fields, typed and bounded before the WordTokenizer sees them."""
+    def strings(name, value, most, longest=64):
+        if (not isinstance(value, list) or len(value) > most
+                or not all(isinstance(w, str) and 0 < len(w) <= longest for w in value)):
+            raise ValueError(f"{source}: '{name}' must be a list of at most {most} words (strings of 1..{longest} "
+                             f"characters), got {json.dumps(value)[:60]}")
+
+    strings("vocab", meta.get("vocab"), MAX_VOCAB)
+    if "ignore" in meta:
+        strings("ignore", meta["ignore"], 64)
+    slots = meta.get("slots")
+    if slots is not None:
+        if not isinstance(slots, dict) or len(slots) > 64:
+            raise ValueError(f"{source}: 'slots' must be an object of at most 64 named phrase lists, "
+                             f"got {json.dumps(slots)[:60]}")
+        for name, phrases in slots.items():
+            strings(f"slots.{name}", phrases, MAX_VOCAB, longest=256)
+
+
 def load_tokenizer(folder, config) -> Tokenizer:
     """Tokenizer for `config.tokenizer` ("vq": read from `folder`; "icetk": the optional icetk backend),
-    checked against the config's image_size / grid / n_codes / n_text."""
+    checked against the config's image_size / grid / n_codes / n_text. A hostile tokenizer.json or
+    tokenizer.safetensors gets a ValueError naming the file and the field (see `_build_vq`)."""
     args = dict(config.tokenizer_args or {})
     unknown = sorted(set(args) - {"batch_size"})
     if unknown:
@@ -566,11 +612,18 @@ def load_tokenizer(folder, config) -> Tokenizer:
             raise ValueError(f"{folder} is a file; pass the folder holding tokenizer.json and tokenizer.safetensors")
         if not folder.is_dir():
             raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
-        meta = _read_json(folder / "tokenizer.json")
+        source = folder / "tokenizer.json"
+        meta = _read_json(source)
         if meta.get("backend", "vq") != "vq" or "vocab" not in meta:
-            raise ValueError(f"{folder / 'tokenizer.json'} is not a VQ tokenizer (backend={meta.get('backend')!r})")
-        vq = _build_vq(meta.get("vq"), folder / "tokenizer.safetensors", folder / "tokenizer.json")
-        tok = VQTokenizer(WordTokenizer.from_dict(meta), vq, **args)
+            raise ValueError(f"{source} is not a VQ tokenizer (backend={str(meta.get('backend'))[:40]!r}, "
+                             f"needs 'vocab' and 'vq')")
+        _check_words(meta, source)
+        vq = _build_vq(meta.get("vq"), folder / "tokenizer.safetensors", source)
+        try:
+            words = WordTokenizer.from_dict(meta)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{source}: {e}") from None
+        tok = VQTokenizer(words, vq, **args)
     elif config.tokenizer == "icetk":
         tok = IcetkTokenizer(**args)
     else:
