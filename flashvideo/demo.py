@@ -10,14 +10,24 @@ No gradio in here, so the CLI and the tests reach the same code as the UI:
         else: ...                                            # Result: update.mp4, .gif, .markdown
 
 Errors a user can cause raise ValueError (or FileNotFoundError for a missing model) with a message
-meant to be shown as is.
+meant to be shown as is: it starts with the field's name, says what is allowed, and never holds a
+server path.
+
+Hostile input (issue 9): a first frame is read only from a file Gradio received as an upload
+(`upload_path`), with a bounded size and pixel count (`limit_image_decoding` sets PIL's process-wide
+limit at start-up), in one of a few plain image formats (`load_first_frame`). Each value has one
+meaning: whole numbers may come as integral floats (3.0) but never as 1.5, "3" or true; "randomise
+seed" is strictly true or false; top-k 0 means off (CLI and app alike); a temperature is 0 (greedy)
+or at least MIN_TEMPERATURE (a tiny positive one is refused, not rounded).
 """
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -36,9 +46,18 @@ DISPLAY_PX = 256                   # frames are enlarged (pixel repetition) to a
 THUMB_PX = 64                      # filmstrip thumbnails
 FPS = 8
 MAX_PROMPT_CHARS = 300
+MAX_UPLOAD_BYTES = 5 * 2**20       # the app's upload limit (launch(max_file_size="5mb"))
 MAX_UPLOAD_SIDE = 4096             # px; larger first frames are refused before they are decoded
+MAX_UPLOAD_PIXELS = 4096 * 4096    # px; also PIL's hard limit for the whole process (limit_image_decoding)
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")   # what a first frame may be; PIL's other readers are never used
 MAX_SEED = 2**31 - 1
+MIN_TEMPERATURE = 0.01             # temperatures are 0 (greedy) or in [MIN_TEMPERATURE, max]
+APP_MAX_TEMPERATURE = 2.0          # the app's slider
 OUTPUT_MAX_AGE_S = 3600            # our MP4/GIF files older than this are deleted on the next run
+OUTPUT_MAX_RUNS = 64               # ... and only the newest runs are kept
+CACHE_MAX_BYTES = 512 * 2**20      # the Gradio cache (uploads, streamed frames, videos) is pruned, oldest first,
+CACHE_PRUNE_EVERY_S = 30.0         # to stay under this, at most every CACHE_PRUNE_EVERY_S seconds
+LOAD_RETRY_S = 300.0               # a Hub model that failed to load is tried again after this long
 
 # region name in the pipeline -> (label shown in the app, colour)
 REGION_STYLE = {
@@ -73,11 +92,39 @@ def _load(key: str | None) -> FlashVideoPipeline:
     return pipe
 
 
+_failures: dict = {}  # model id -> (signature, exception): the last failed load and what it saw
+
+
+def _signature(key: str | None):
+    """What a retry depends on: a local folder's listing (names, sizes, mtimes; nothing is read), or the
+    time bucket of LOAD_RETRY_S for a Hub id."""
+    folder = Path(key) if key is not None else DEFAULT_CHECKPOINT
+    if key is None or folder.is_dir() or key.startswith((".", "/")) or key.count("/") != 1:
+        try:
+            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder)))
+        except OSError:
+            return "missing"
+    return int(time.monotonic() // LOAD_RETRY_S)
+
+
 def load_pipeline(model: str | os.PathLike | None = None) -> FlashVideoPipeline:
-    """Load once per model id and keep it (failures are not cached: a checkpoint that appears later
-    is picked up by the next call)."""
+    """Load once per model id and keep it. A failure is cached too, so a broken or hostile checkpoint
+    costs one load, not one per Generate click: the same error is raised again until the folder's
+    files change (a checkpoint that appears or is fixed later is picked up by the next call) or, for a
+    Hub id, LOAD_RETRY_S has passed."""
+    key = model_id(model)
     with _load_lock:
-        return _load(model_id(model))
+        signature = _signature(key)
+        failed = _failures.get(key)
+        if failed is not None and failed[0] == signature:
+            raise failed[1].with_traceback(None)
+        try:
+            pipe = _load(key)
+        except Exception as e:
+            _failures[key] = (signature, e)
+            raise
+        _failures.pop(key, None)
+        return pipe
 
 
 def model_name(model: str | os.PathLike | None = None) -> str:
@@ -87,13 +134,24 @@ def model_name(model: str | os.PathLike | None = None) -> str:
     return Path(key).name if Path(key).is_dir() else key
 
 
+_PATH = re.compile(r"(?<![\w.~])(?:/[^/\s'\"`]+)+/?")
+
+
+def redact_paths(text: str) -> str:
+    """Server paths in a message -> their last part ("/srv/x/checkpoints/shapes/config.json" -> "config.json")."""
+    def last(m):
+        parts = [p for p in m.group(0).split("/") if p]
+        return parts[-1] if parts else "…"
+    return _PATH.sub(last, text)
+
+
 def missing_model_message(model: str | os.PathLike | None, error: Exception) -> str:
-    """What to tell the user when the model cannot be loaded."""
+    """What to tell the user when the model cannot be loaded (no server paths in it)."""
     if model_id(model) is None and not DEFAULT_CHECKPOINT.is_dir():
         return (f"The default model is not at `{DEFAULT_CHECKPOINT.parent.name}/{DEFAULT_CHECKPOINT.name}` yet: "
                 "it is being trained and appears there when done (Generate picks it up without a restart). "
                 f"Meanwhile set `{MODEL_ENV}` to a checkpoint folder or a Hugging Face repo id.")
-    return f"Could not load the model `{model_name(model)}`: {error}"
+    return f"Could not load the model `{model_name(model)}`: {redact_paths(str(error))[:600]}"
 
 
 # ------------------------------------------------------------------------------------ prompts
@@ -134,41 +192,194 @@ def vocabulary_hint(vocabulary, limit: int = 60) -> str:
 
 # ------------------------------------------------------------------------------------ inputs
 
-def as_int(name: str, value, lo: int, hi: int) -> int:
-    """A whole number in lo..hi from an int or an integral float (what a slider sends)."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+def describe(value) -> str:
+    """A value as a message shows it: numbers as they are, anything else by its kind (a string is never
+    echoed, so a message cannot repeat a path or a script it was sent)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(value) if abs(int(value)) < 10**15 else f"{float(value):.3g}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    if isinstance(value, str):
+        return "text" if value.strip() else "empty text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_int(name: str, value, lo: int, hi: int, note: str = "") -> int:
+    """A whole number in lo..hi from an int or an integral float (what a slider may send: 3.0, never
+    1.5, "3" or true)."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
         value = int(value)
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a whole number in {lo}..{hi}, got {value!r}")
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number in {lo}..{hi}{note}, got {describe(value)}")
     return int(value)
 
 
 def as_float(name: str, value, lo: float, hi: float) -> float:
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) \
-            or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    if not _real(value) or not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {describe(value)}")
     return float(value)
 
 
-def load_first_frame(path):
-    """An uploaded file -> RGB PIL image, refusing non-images and huge images before decoding them."""
+def as_bool(name: str, value) -> bool:
+    """Strictly true or false: "false", "no", 0 or 2 are refused, not read as truthy."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {describe(value)}")
+    return bool(value)
+
+
+def as_temperature(value, hi: float = APP_MAX_TEMPERATURE) -> float:
+    """0 (greedy) or a number in [MIN_TEMPERATURE, hi]. A tiny positive temperature is refused, not
+    rounded: sampling at 1e-300 is greedy decoding in disguise (and overflows float32)."""
+    if not _real(value) or not math.isfinite(value) or not (value == 0 or MIN_TEMPERATURE <= value <= hi):
+        raise ValueError(f"temperature must be 0 (greedy) or a number in [{MIN_TEMPERATURE:g}, {hi:g}], "
+                         f"got {describe(value)}")
+    return float(value)
+
+
+def as_top_k(value, n_codes: int) -> int | None:
+    """top-k: a whole number in 0..n_codes; 0 means off (None for the pipeline), in the app and the CLI."""
+    return as_int("top-k", value, 0, n_codes, " (0 = off)") or None
+
+
+def check_prompt(pipe, prompt) -> str:
+    """The prompt, stripped; ValueError starting with "prompt" that never echoes the prompt itself
+    (unknown words are named, with the words the model knows)."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be text, e.g. 'a red circle moves right', got {describe(prompt)}")
+    if not prompt.strip():
+        raise ValueError("prompt is empty: describe the video, e.g. 'a red circle moves right'")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} are allowed")
+    try:
+        pipe.encode_prompt(prompt)      # the tokenizer's words (and grammar), and the model's text length
+    except ValueError as e:
+        message = str(e).replace(f" in prompt {prompt!r}", "").replace(f"prompt {prompt!r}", "prompt")
+        message = message.replace("empty prompt: it has", "prompt has")
+        if len(prompt.strip()) > 3:
+            message = message.replace(repr(prompt), "(the prompt)")
+        if "known words" not in message and "one of" not in message:
+            message += "; describe the video, e.g. 'a red circle moves right'"
+        raise ValueError(message if message.lower().startswith("prompt") else f"prompt: {message}") from None
+    return prompt.strip()
+
+
+# ---- the first frame: an upload, never a server path
+
+FIRST_FRAME_HELP = ("upload an image file (PNG, JPEG, WebP, GIF or BMP, at most 5 MB and 4096×4096 px) with the "
+                    "upload button, or through gradio_client.handle_file")
+FILE_KEYS = {"path", "url", "size", "orig_name", "mime_type", "is_stream", "meta"}
+
+
+def upload_path(payload, upload_dir, uploads=None) -> str | None:
+    """The server path of a first-frame upload, or None for no first frame. ValueError (never naming a
+    path) unless `payload` is a Gradio file payload whose path is a regular file of at most
+    MAX_UPLOAD_BYTES inside `upload_dir` (symlinks resolved) and, when `uploads` is given (the paths
+    Gradio's upload route received), one of them. A raw server path, a URL, a data: URL, a bare value
+    or a path outside the upload folder is refused before anything opens it."""
+    if payload is None:
+        return None
+    if not isinstance(payload, dict) or not payload or set(payload) - FILE_KEYS:
+        raise ValueError(f"first frame must be an uploaded file or nothing, got {describe(payload)}: {FIRST_FRAME_HELP}")
+    path, url = payload.get("path"), payload.get("url")
+    if path is None and isinstance(url, str) or isinstance(path, str) and re.match(r"^[a-zA-Z][\w+.-]*:", path):
+        raise ValueError(f"first frame must be an uploaded file; URLs and data: URLs are not accepted: {FIRST_FRAME_HELP}")
+    if isinstance(url, str) and url.startswith("data:"):
+        raise ValueError(f"first frame must be an uploaded file; data: URLs are not accepted: {FIRST_FRAME_HELP}")
+    if not isinstance(path, str) or not path or "\x00" in path or len(path) > 4096:
+        raise ValueError(f"first frame must be an uploaded file, got a file entry without a usable path: {FIRST_FRAME_HELP}")
+    root = os.path.realpath(upload_dir)
+    real = os.path.realpath(path)
+    if not real.startswith(root + os.sep) or (uploads is not None and os.path.abspath(path) not in uploads
+                                              and real not in uploads):
+        raise ValueError(f"first frame: that file was not uploaded to this app: {FIRST_FRAME_HELP}")
+    try:
+        st = os.stat(real)
+    except OSError:
+        raise ValueError(f"first frame: the upload is no longer on the server (uploads are kept for an hour); "
+                         f"upload it again") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"first frame: that upload is not a file: {FIRST_FRAME_HELP}")
+    if st.st_size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"first frame is {st.st_size / 2**20:.1f} MB; at most {MAX_UPLOAD_BYTES // 2**20} MB")
+    return real
+
+
+def limit_image_decoding(max_pixels: int = MAX_UPLOAD_PIXELS) -> None:
+    """Bound the pixels PIL decodes anywhere in this process: Image.open raises DecompressionBombError
+    above max_pixels (PIL's hard limit is twice MAX_IMAGE_PIXELS). Called at start-up by the app and
+    the CLI; the first-frame checks refuse anything above MAX_UPLOAD_PIXELS before decoding anyway."""
+    import warnings
+
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_pixels // 2
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def load_first_frame(path, max_bytes: int = MAX_UPLOAD_BYTES):
+    """An image file -> PIL image (first frame of an animation), refusing everything else before it is
+    decoded: not a regular file (a pipe or a device is never read), more than max_bytes, not one of
+    IMAGE_FORMATS, empty, or more than MAX_UPLOAD_SIDE px a side / MAX_UPLOAD_PIXELS in all.
+    Messages start with "first frame" and never name the path."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     if path is None or path == "":
         return None
     try:
-        image = Image.open(path)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ValueError(f"the first frame must be an image (PNG, JPEG, WebP, ...): {e}") from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ValueError("first frame: no such file") from None
     except OSError as e:
-        raise ValueError(f"could not read the first frame: {e}") from None
+        raise ValueError(f"first frame: the file cannot be opened ({e.strerror or 'error'})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("first frame must be an image file; that is a folder, a pipe or a device")
+        if st.st_size > max_bytes:
+            raise ValueError(f"first frame is {st.st_size / 2**20:.1f} MB; at most {max_bytes / 2**20:g} MB")
+        data = os.read(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if not data:
+        raise ValueError(f"first frame is an empty file: {FIRST_FRAME_HELP}")
+    big = f"the largest allowed is {MAX_UPLOAD_SIDE}×{MAX_UPLOAD_SIDE} px"
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError:
+        raise ValueError(f"first frame is too large; {big}") from None
+    except (UnidentifiedImageError, SyntaxError, ValueError, OSError, EOFError, IndexError, TypeError):
+        raise ValueError(f"first frame is not a readable image: {FIRST_FRAME_HELP}") from None
     w, h = image.size
-    if max(w, h) > MAX_UPLOAD_SIDE:
-        raise ValueError(f"the first frame is {w}x{h} px; the largest side allowed is {MAX_UPLOAD_SIDE} px")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"first frame is an empty image ({w}×{h} px): {FIRST_FRAME_HELP}")
+    if max(w, h) > MAX_UPLOAD_SIDE or w * h > MAX_UPLOAD_PIXELS:
+        raise ValueError(f"first frame is {w}×{h} px; {big}")
     try:
         image.load()
-    except (OSError, ValueError) as e:
-        raise ValueError(f"the first frame is a damaged image: {e}") from None
+        if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):   # deep greyscale -> 8 bit
+            a = np.asarray(image, dtype=np.float64)
+            a = a / 257.0 if image.mode != "F" else a * 255.0
+            image = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+        elif image.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+            image = image.convert("RGB")
+    except Image.DecompressionBombError:
+        raise ValueError(f"first frame is too large; {big}") from None
+    except Exception:  # PIL raises many kinds on corrupt data; none of them is ours to show
+        raise ValueError(f"first frame is a damaged or truncated image: {FIRST_FRAME_HELP}") from None
     return image
 
 
@@ -190,23 +401,25 @@ class Settings:
 
     @classmethod
     def check(cls, pipe: FlashVideoPipeline, prompt, key_frames=4, interp_frames=3, inherit_ratio=0.2,
-              seed=0, randomize_seed=False, first_frame=None, temperature=1.0, top_k=0) -> "Settings":
-        """Raw UI/API values -> Settings, or ValueError naming the bad value. top_k 0 means off; a
-        first_frame is a file path (or already an image)."""
+              seed=0, randomize_seed=False, first_frame=None, temperature=1.0, top_k=0,
+              max_temperature: float = APP_MAX_TEMPERATURE) -> "Settings":
+        """Raw UI/API values -> Settings, or ValueError naming the bad value and what is allowed. Cheap
+        checks first, the image last. top_k 0 means off; a first_frame is a trusted file path (the app
+        passes only `upload_path`'s result), an image, or None."""
         c = pipe.config
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("empty prompt: describe the video, e.g. 'a red circle moves right'")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise ValueError(f"the prompt is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS}")
-        pipe.tokenizer.encode_text(prompt)            # unknown words: says which, and lists the known ones
-        s = cls(prompt=prompt.strip(),
-                key_frames=as_int("key frames", key_frames, 2, c.max_key_frames),
-                interp_frames=as_int("interpolated frames", interp_frames, 0, c.max_interp_frames),
-                inherit_ratio=as_float("inheritable-token ratio", inherit_ratio, 0.0, 1.0),
-                seed=random.randint(0, MAX_SEED) if randomize_seed else as_int("seed", seed, 0, MAX_SEED),
-                first_frame=first_frame if hasattr(first_frame, "size") else load_first_frame(first_frame),
-                temperature=as_float("temperature", temperature, 0.0, 10.0),
-                top_k=as_int("top-k", top_k, 0, c.n_codes) or None)
+        prompt = check_prompt(pipe, prompt)
+        key_frames = as_int("key frames", key_frames, 2, c.max_key_frames)
+        interp_frames = as_int("interpolated frames", interp_frames, 0, c.max_interp_frames)
+        inherit_ratio = as_float("inheritable-token ratio", inherit_ratio, 0.0, 1.0)
+        seed = as_int("seed", seed, 0, MAX_SEED)
+        if as_bool("randomise seed", randomize_seed):
+            seed = random.randint(0, MAX_SEED)
+        temperature = as_temperature(temperature, max_temperature)
+        top_k = as_top_k(top_k, c.n_codes)
+        if first_frame is not None and not hasattr(first_frame, "size"):
+            first_frame = load_first_frame(first_frame)
+        s = cls(prompt=prompt, key_frames=key_frames, interp_frames=interp_frames, inherit_ratio=inherit_ratio,
+                seed=seed, first_frame=first_frame, temperature=temperature, top_k=top_k)
         pipe.check_settings(s.key_frames, s.interp_frames, s.inherit_ratio, s.temperature, s.top_k, s.seed)
         return s
 
@@ -341,22 +554,103 @@ def stats_markdown(s: dict, seed: int, model: str) -> str:
 
 # ------------------------------------------------------------------------------------ files
 
-def output_dir(root: str | os.PathLike | None = None, max_age_s: float = OUTPUT_MAX_AGE_S) -> Path:
-    """A fresh folder for one run's files, under a root whose old runs are deleted."""
+def output_dir(root: str | os.PathLike | None = None, max_age_s: float = OUTPUT_MAX_AGE_S,
+               max_runs: int = OUTPUT_MAX_RUNS) -> Path:
+    """A fresh folder for one run's files, under a root where runs older than max_age_s, and all but
+    the newest max_runs - 1 runs, are deleted first (so the root never holds more than max_runs runs).
+    The app puts the root inside Gradio's cache, so Gradio serves the files from there without copying
+    them (each MP4 and GIF is stored once)."""
     root = Path(root) if root is not None else Path(tempfile.gettempdir()) / "flashvideo-app"
     root.mkdir(parents=True, exist_ok=True)
     now = time.time()
+    runs = []
     for old in root.iterdir():
         try:
-            if now - old.stat().st_mtime > max_age_s:
-                for f in old.iterdir():
-                    f.unlink()
-                old.rmdir()
+            runs.append((old.stat().st_mtime, old))
         except OSError:
-            pass  # another run is cleaning it, or it is not ours
+            pass
+    runs.sort(reverse=True)
+    for i, (mtime, old) in enumerate(runs):
+        if now - mtime > max_age_s or i >= max_runs - 1:
+            _remove_run(old)
     out = root / uuid.uuid4().hex[:12]
     out.mkdir()
     return out
+
+
+def _remove_run(folder: Path) -> None:
+    try:
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+    except OSError:
+        pass  # another run is cleaning it, or it is not ours
+
+
+def folder_bytes(root) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def prune_cache(root, max_bytes: int = CACHE_MAX_BYTES, keep=()) -> int:
+    """Delete the oldest files under root (Gradio's cache: uploads, streamed frames, videos) until it
+    holds at most 80 % of max_bytes, whenever it holds more than max_bytes; files in `keep` stay.
+    Returns the bytes deleted. Empty folders left behind are removed."""
+    files, total = [], 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, p))
+            total += st.st_size
+    if total <= max_bytes:
+        return 0
+    keep = {os.path.realpath(k) for k in keep}
+    freed = 0
+    for _, size, p in sorted(files):
+        if total - freed <= 0.8 * max_bytes:
+            break
+        if p in keep or os.path.realpath(p) in keep:
+            continue
+        try:
+            os.unlink(p)
+            freed += size
+        except OSError:
+            pass
+    for dirpath, dirs, names in os.walk(root, topdown=False):
+        if dirpath != str(root) and not dirs and not names:
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+    return freed
+
+
+_last_prune = [0.0]
+
+
+def maybe_prune_cache(root, max_bytes: int = CACHE_MAX_BYTES, every_s: float = CACHE_PRUNE_EVERY_S, keep=()) -> int:
+    """`prune_cache`, at most once every every_s seconds (walking a big cache costs a little)."""
+    now = time.monotonic()
+    if root is None or now - _last_prune[0] < every_s:
+        return 0
+    _last_prune[0] = now
+    return prune_cache(root, max_bytes, keep)
+
+
+def queue_full_message(waiting: int, limit: int | None) -> str:
+    """What a request gets when the queue is full: how busy it is, and to try again."""
+    return (f"The queue is full: {waiting} requests are waiting (at most {limit} can wait). "
+            "Please try again in a minute.")
 
 
 def slug(prompt: str) -> str:

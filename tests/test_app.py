@@ -148,16 +148,22 @@ def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(served, tmp_p
     text_file.write_text("not an image")
     huge = tmp_path / "huge.png"
     Image.new("RGB", (lib.MAX_UPLOAD_SIDE + 1, 8)).save(huge)
-    cases = [
-        (dict(prompt="   "), "empty prompt"),
+    cases = [  # every refusal is ours: it names the field and what is allowed
+        (dict(prompt="   "), "prompt is empty"),
         (dict(prompt="a dog moves right"), "unknown words ['dog']"),
-        (dict(key_frames=99), "greater than maximum value 5"),
-        (dict(interp_frames=-1), "less than minimum value 0"),
-        (dict(key_frames="three"), "Expected a `float`"),
+        (dict(key_frames=99), "key frames must be a whole number in 2..5, got 99"),
+        (dict(interp_frames=-1), "interpolated frames must be a whole number in 0..4, got -1"),
+        (dict(key_frames="three"), "key frames must be a whole number in 2..5, got text"),
         (dict(interp_frames=1.5), "interpolated frames must be a whole number"),
-        (dict(inherit_ratio=None), "slider"),
-        (dict(first_frame=handle_file(text_file)), "cannot identify image file"),
-        (dict(first_frame=handle_file(huge)), f"largest side allowed is {lib.MAX_UPLOAD_SIDE} px"),
+        (dict(inherit_ratio=None), "inheritable-token ratio must be a number in [0, 1], got nothing"),
+        (dict(seed=1.5), "seed must be a whole number in 0..2147483647, got 1.5"),
+        (dict(randomize="false"), "randomise seed must be true or false, got text"),
+        (dict(temperature=1e-300), "temperature must be 0 (greedy) or a number in [0.01, 2]"),
+        (dict(top_k=17), "top-k must be a whole number in 0..16 (0 = off), got 17"),
+        (dict(first_frame=handle_file(text_file)), "first frame is not a readable image"),
+        (dict(first_frame=handle_file(huge)), f"the largest allowed is {lib.MAX_UPLOAD_SIDE}×{lib.MAX_UPLOAD_SIDE} px"),
+        (dict(first_frame="/etc/passwd"), "first frame must be an uploaded file or nothing, got text"),
+        (dict(first_frame={"path": str(text_file)}), "first frame: that file was not uploaded to this app"),
     ]
     for kwargs, message in cases:
         with pytest.raises(AppError) as err:
