@@ -5,39 +5,105 @@ import argparse
 import sys
 
 
+MAX_FPS = 60
+MAX_SCALE = 16
+MAX_OUTPUT_BYTES = 2**30          # the frames of one output, enlarged by --scale, in memory at once
+OUTPUT_SUFFIXES = (".gif", ".mp4")
+
+
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="checkpoint folder or Hub repo id (default: the shipped model)")
     p.add_argument("--key-frames", type=int, default=4, help="serial-number frame count K")
     p.add_argument("--interp-frames", type=int, default=3, help="frames inserted between key frames n")
     p.add_argument("--inherit-ratio", type=float, default=0.2, help="inheritable-token ratio rho in [0, 1]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely codes (omit: off)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="0 = greedy, else at least 0.01 (a tiny positive value is refused, not rounded)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely codes; 0 = off (as in the app)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep codes up to this mass (omit: off)")
     p.add_argument("--guidance-scale", type=float, default=1.0,
                    help="classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)")
     p.add_argument("--negative-prompt", default=None, help="with guidance: steer away from this prompt (default: none)")
-    p.add_argument("--first-frame", default=None, help="image file: predict from it instead of text alone")
+    p.add_argument("--first-frame", default=None,
+                   help="image file (PNG, JPEG, WebP, GIF, BMP; at most 5 MB and 4096x4096 px): predict from it")
+
+
+def check_outputs(outs, fps, scale) -> list:
+    """--out, --fps and --scale, checked before anything is loaded or generated: every output a .gif or
+    .mp4 path (not a folder) in an existing folder where a file can be created (tried, then removed)."""
+    import tempfile
+    from pathlib import Path
+
+    from .demo import as_int
+
+    as_int("--fps", fps, 1, MAX_FPS)
+    as_int("--scale", scale, 1, MAX_SCALE)
+    paths = []
+    for out in outs:
+        if not out.strip():
+            raise ValueError(f"--out: an empty path; give a file name ending in {' or '.join(OUTPUT_SUFFIXES)}")
+        path = Path(out)
+        if path.is_dir():
+            raise ValueError(f"--out {out} is a folder; give a file name ending in {' or '.join(OUTPUT_SUFFIXES)}")
+        if path.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise ValueError(f"--out {out}: the file must end in {' or '.join(OUTPUT_SUFFIXES)}, "
+                             f"not {path.suffix or 'no extension'}")
+        if path.exists() and not path.is_file():
+            raise ValueError(f"--out {out} exists and is not a regular file")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise ValueError(f"--out {out}: the folder {parent} does not exist")
+        try:
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=".flashvideo-probe-"):
+                pass
+        except OSError as e:
+            raise ValueError(f"--out {out}: cannot write in {parent} ({e.strerror or e})") from None
+        paths.append(path)
+    return paths
 
 
 def cmd_generate(args) -> None:
-    from PIL import Image
+    """Every argument is checked before the video is generated: the outputs first (no model needed), then
+    the first frame (bounded, never a pipe or a device), then the model's own limits."""
     from tqdm import tqdm
 
+    from . import demo
     from .pipeline import FlashVideoPipeline, Video
-    from .sampler import SamplingSettings
+    from .sampler import MAX_TEMPERATURE, SamplingSettings
 
+    demo.limit_image_decoding()
+    outs = check_outputs(args.out, args.fps, args.scale)
+    first = None
+    if args.first_frame is not None:
+        try:
+            first = demo.load_first_frame(args.first_frame)
+        except ValueError as e:
+            raise ValueError(f"--first-frame {args.first_frame}: {e}") from None
     pipe = FlashVideoPipeline.from_pretrained(args.model)
-    first = Image.open(args.first_frame) if args.first_frame else None
-    n = args.key_frames + (args.key_frames - 1) * args.interp_frames
-    events = pipe.stream(args.prompt, key_frames=args.key_frames, interp_frames=args.interp_frames,
+    c = pipe.config
+    demo.check_prompt(pipe, args.prompt)
+    key_frames = demo.as_int("--key-frames", args.key_frames, 2, c.max_key_frames)
+    interp_frames = demo.as_int("--interp-frames", args.interp_frames, 0, c.max_interp_frames)
+    demo.as_float("--inherit-ratio", args.inherit_ratio, 0.0, 1.0)
+    demo.as_int("--seed", args.seed, 0, 2**63 - 1)
+    temperature = demo.as_temperature(args.temperature, MAX_TEMPERATURE, "--temperature")
+    top_k = demo.as_top_k(args.top_k, c.n_codes, "--top-k")
+    sampling = SamplingSettings(temperature=temperature, top_k=top_k, top_p=args.top_p,
+                                guidance_scale=args.guidance_scale)
+    pipe.check_settings(key_frames, interp_frames, args.inherit_ratio, seed=args.seed, sampling=sampling,
+                        negative_prompt=args.negative_prompt)
+    n = key_frames + (key_frames - 1) * interp_frames
+    side = c.image_size * args.scale
+    if n * side * side * 3 > MAX_OUTPUT_BYTES:
+        raise ValueError(f"--scale {args.scale}: {n} frames of {side}x{side} px would take "
+                         f"{n * side * side * 3 / 2**30:.1f} GiB; at most {MAX_OUTPUT_BYTES / 2**30:g} GiB "
+                         f"(lower --scale, --key-frames or --interp-frames)")
+    events = pipe.stream(args.prompt, key_frames=key_frames, interp_frames=interp_frames,
                          inherit_ratio=args.inherit_ratio, seed=args.seed, first_frame=first,
-                         sampling=SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                                   guidance_scale=args.guidance_scale),
-                         negative_prompt=args.negative_prompt)
+                         sampling=sampling, negative_prompt=args.negative_prompt)
     video = Video.collect(tqdm(events, total=n, unit="frame", desc="generating"), n)
     stats = video.stats
-    for out in args.out:
+    for out in outs:
         video.save(out, fps=args.fps, scale=args.scale)
         print(f"wrote {out}")
     print(f"{n} frames in {stats['seconds']:.2f} s; tokens sampled {stats['total_sampled']}, "
@@ -114,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt")
     add_generation_args(g)
     g.add_argument("--out", nargs="+", default=["out.gif"], help="one or more .gif / .mp4 paths")
-    g.add_argument("--fps", type=int, default=8)
-    g.add_argument("--scale", type=int, default=4, help="enlarge frames by pixel repetition")
+    g.add_argument("--fps", type=int, default=8, help=f"frames per second, 1..{MAX_FPS}")
+    g.add_argument("--scale", type=int, default=4, help=f"enlarge frames by pixel repetition, 1..{MAX_SCALE}")
     g.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("train-tokenizer", help="train the VQ frame tokenizer (and the word vocabulary)")
