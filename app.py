@@ -46,10 +46,22 @@ CSS = """
 """
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (so a test that captures stderr sees the lines)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging() -> None:
     """One line per event on stderr: refusals at INFO, real failures at ERROR with their traceback."""
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s flashvideo.app: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

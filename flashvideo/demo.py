@@ -239,18 +239,18 @@ def as_bool(name: str, value) -> bool:
     return bool(value)
 
 
-def as_temperature(value, hi: float = APP_MAX_TEMPERATURE) -> float:
+def as_temperature(value, hi: float = APP_MAX_TEMPERATURE, name: str = "temperature") -> float:
     """0 (greedy) or a number in [MIN_TEMPERATURE, hi]. A tiny positive temperature is refused, not
     rounded: sampling at 1e-300 is greedy decoding in disguise (and overflows float32)."""
     if not _real(value) or not math.isfinite(value) or not (value == 0 or MIN_TEMPERATURE <= value <= hi):
-        raise ValueError(f"temperature must be 0 (greedy) or a number in [{MIN_TEMPERATURE:g}, {hi:g}], "
+        raise ValueError(f"{name} must be 0 (greedy) or a number in [{MIN_TEMPERATURE:g}, {hi:g}], "
                          f"got {describe(value)}")
     return float(value)
 
 
-def as_top_k(value, n_codes: int) -> int | None:
+def as_top_k(value, n_codes: int, name: str = "top-k") -> int | None:
     """top-k: a whole number in 0..n_codes; 0 means off (None for the pipeline), in the app and the CLI."""
-    return as_int("top-k", value, 0, n_codes, " (0 = off)") or None
+    return as_int(name, value, 0, n_codes, " (0 = off)") or None
 
 
 def check_prompt(pipe, prompt) -> str:

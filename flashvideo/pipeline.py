@@ -129,12 +129,22 @@ class FlashVideoPipeline:
         self.tokenizer.save(folder)
         return folder
 
-    def compile(self) -> bool:
-        """Opt in to `torch.compile` of the recurrent step (`RetNet.compile_step`). It takes tens of seconds
-        of CPU on first use, so nothing calls it on the request path: call it at start-up if you want it.
-        Returns whether the compiled step is in use; a failure is logged with its reason and leaves the
-        eager step in place."""
-        return self.model.compile_step()
+    def compile(self, backend: str = "torch.compile") -> bool:
+        """Opt in to a faster recurrent step; returns whether `self.model.step_backend` changed to it. Nothing
+        calls this on the request path; the eager step serves otherwise (and whenever the faster one cannot).
+
+        * "torch.compile": `RetNet.compile_step`, tens of seconds of CPU now; a failure is logged with its
+          reason and leaves the eager step in place.
+        * "aoti": load the AOTInductor step built for this CPU type and these weights by
+          `python -m flashvideo.aot build` (milliseconds; never builds here). False if there is none.
+          An app can call `compile("aoti")` at start-up and show `pipe.model.step_backend`."""
+        if backend == "aoti":
+            from . import aot
+
+            return aot.load_step(self.model)
+        if backend == "torch.compile":
+            return self.model.compile_step()
+        raise ValueError(f"backend must be 'aoti' or 'torch.compile', got {backend!r}")
 
     # ---- input checks ------------------------------------------------------------------------
     def check_settings(self, key_frames, interp_frames, inherit_ratio, temperature=None, top_k=None, seed=0, *,
@@ -266,7 +276,7 @@ class FlashVideoPipeline:
 
         def event(index, kind, codes, regions=None):
             inherited = int((regions == INHERITABLE).sum()) if regions is not None else 0
-            stats = {"seconds": time.perf_counter() - t0,
+            stats = {"seconds": time.perf_counter() - t0, "step": self.model.step_backend,
                      "tokens_sampled": 0 if (index == 0 and given is not None) else tokens - inherited,
                      "tokens_inherited": inherited, "total_inherited": inherited_total + inherited,
                      **{f"total_{k}": v for k, v in counts.items()}}

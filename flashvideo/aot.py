@@ -1,0 +1,163 @@
+"""An ahead-of-time built recurrent step (AOTInductor): built by an explicit command, cached on this machine
+by CPU type and weights, loaded in milliseconds. The eager step serves until one exists, and whenever it
+cannot be used (no state yet, a batch above `MAX_BATCH`, a failed load).
+
+    python -m flashvideo.aot build  [--model checkpoints/shapes]   # tens of seconds of CPU, once per CPU type and weights
+    python -m flashvideo.aot status [--model ...]
+
+    pipe = FlashVideoPipeline.from_pretrained()
+    aot.load_step(pipe.model)        # True: pipe.model.step_backend == "aoti"; False: the eager step stays
+
+Compiled code is never downloaded and never part of a checkpoint (weights stay safetensors-only): a build
+is made here, from the weights loaded here, into `$FLASHVIDEO_CACHE` (default ~/.cache/flashvideo)/steps/
+<cpu key>/step-<model key>.pt2. The CPU key names the CPU model, its vector extensions (the generated C++
+uses them) and the torch version; the model key hashes the config and every weight, so a build never
+serves other weights. Load after the weights are final: a model trained further must `load_step` again.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .retnet import RetNet, step_rotation
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 64  # rows per step the build accepts (dynamic batch 1..MAX_BATCH); more rows: eager
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FLASHVIDEO_CACHE") or Path.home() / ".cache" / "flashvideo")
+
+
+def cpu_key() -> str:
+    """e.g. 'x86_64-intel-xeon-platinum-8481c-avx512f-...-torch2.13.0-1a2b3c4d': one folder per CPU type."""
+    name, flags = platform.processor() or "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    vec = [f for f in VECTOR_FLAGS if f in flags]
+    words = "-".join(re.findall(r"[a-z0-9]+", name.lower()))[:48] or "cpu"
+    digest = hashlib.sha1(" ".join([name, *sorted(flags), torch.__version__]).encode()).hexdigest()[:8]
+    return f"{platform.machine()}-{words}-{'-'.join(vec) or 'novec'}-torch{torch.__version__.split('+')[0]}-{digest}"
+
+
+def model_key(model: RetNet) -> str:
+    """A hash of the config and every parameter and buffer: a build serves exactly these weights."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def step_path(model: RetNet, cache_dir: Path | None = None) -> Path:
+    return Path(cache_dir or cache_root()) / "steps" / cpu_key() / f"step-{model_key(model)}.pt2"
+
+
+class _Step(nn.Module):
+    """The recurrent step as a module with flat tensor inputs and outputs, for torch.export."""
+
+    def __init__(self, model: RetNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx, rot, *state):
+        logits, new_state = type(self.model)._recurrent(self.model, idx, list(state), rot)
+        return (logits, *new_state)
+
+
+def build_step(model: RetNet, cache_dir: Path | None = None) -> Path:
+    """Export the eager recurrent step (batch 1..MAX_BATCH) and compile it with AOTInductor into the cache.
+    Takes tens of seconds of CPU and needs a C++ compiler; call it from a command, never from a request."""
+    path = step_path(model, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = model.config
+    model = model.eval()
+    with torch.no_grad():
+        _, state = model.prefill(torch.zeros(2, 2, dtype=torch.long, device=model.head.weight.device))
+        idx = torch.zeros(2, dtype=torch.long, device=model.head.weight.device)
+        rot = step_rotation(2, c.d_model, c.n_heads, idx.device)
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        shapes = {"idx": {0: batch}, "rot": None, "state": tuple({0: batch} for _ in state)}
+        exported = torch.export.export(_Step(model), (idx, rot, *state), dynamic_shapes=shapes)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # aoti insists on the .pt2 suffix
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+    os.replace(tmp, path)  # a half-written build never sits under the real name
+    return path
+
+
+def load_step(model: RetNet, cache_dir: Path | None = None) -> bool:
+    """Use the build for this CPU type and these weights if it exists (no building here). Returns whether
+    `model.step` now runs it; a missing build is silent, a failed load is logged with its reason."""
+    path = step_path(model, cache_dir)
+    if not path.exists():
+        return False
+    c = model.config
+    dh = c.d_model // c.n_heads
+    try:  # the package's C++ loader: no torch._inductor import, no per-call pytree parsing
+        runner = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        probe = runner.boxed_run([torch.zeros(1, dtype=torch.long), step_rotation(0, c.d_model, c.n_heads),
+                                  *(torch.zeros(1, c.n_heads, dh, dh) for _ in range(c.n_layers))])
+        if len(probe) != 1 + c.n_layers or probe[0].shape != (1, c.n_codes):
+            raise ValueError(f"the build returns {len(probe)} tensors, expected logits and {c.n_layers} states")
+    except Exception as e:  # a corrupt or foreign build: stay eager, say why
+        log.warning("could not load the built step %s; the eager step stays in use (%s: %s)", path, type(e).__name__, e)
+        return False
+    eager = type(model)._recurrent.__get__(model)
+
+    def recurrent(idx, state, rot):
+        if state is None or idx.shape[0] > MAX_BATCH or any(s is None for s in state):
+            return eager(idx, state, rot)
+        logits, *new_state = runner.boxed_run([idx, rot, *(s.contiguous() for s in state)])
+        return logits, new_state
+
+    model._recurrent = recurrent
+    model.step_backend = "aoti"
+    return True
+
+
+def unload_step(model: RetNet) -> None:
+    """Back to the eager step (e.g. before training the weights further)."""
+    model.__dict__.pop("_recurrent", None)
+    model.__dict__.pop("step_backend", None)
+
+
+def main(argv=None) -> None:
+    from .pipeline import FlashVideoPipeline
+
+    p = argparse.ArgumentParser(prog="python -m flashvideo.aot", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["build", "status"])
+    p.add_argument("--model", default=None, help="checkpoint folder or Hub repo id (default: the shipped model)")
+    p.add_argument("--cache", default=None, help="cache folder (default: $FLASHVIDEO_CACHE or ~/.cache/flashvideo)")
+    args = p.parse_args(argv)
+    model = FlashVideoPipeline.from_pretrained(args.model).model
+    cache = Path(args.cache) if args.cache else None
+    path = step_path(model, cache)
+    if args.command == "status":
+        print(f"{path}: {'built' if path.exists() else 'not built (python -m flashvideo.aot build)'}")
+        return
+    t0 = time.perf_counter()
+    build_step(model, cache)
+    print(f"built {path} in {time.perf_counter() - t0:.0f} s; loaded: {load_step(model, cache)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The ahead-of-time built step: keyed by CPU type and weights, built only on request, eager until then."""
+import shutil
+
+import pytest
+import torch
+
+from flashvideo import aot
+from flashvideo.config import FlashVideoConfig
+from flashvideo.retnet import RetNet
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return RetNet(FlashVideoConfig(image_size=16, grid=4, n_codes=16, n_text=8, text_len=3, d_model=32, n_heads=4,
+                                   n_layers=2, max_key_frames=4, max_interp_frames=2)).eval()
+
+
+def test_keys_name_the_cpu_and_the_weights(tmp_path):
+    a, b = tiny_model(0), tiny_model(0)
+    assert aot.model_key(a) == aot.model_key(b) and aot.cpu_key() == aot.cpu_key()
+    with torch.no_grad():
+        b.head.weight[0, 0] += 1e-3
+    assert aot.model_key(a) != aot.model_key(b)  # other weights: another build
+    path = aot.step_path(a, tmp_path)
+    assert path.parent.name == aot.cpu_key() and torch.__version__.split("+")[0] in path.parent.name
+
+
+def test_without_a_build_the_eager_step_stays(tmp_path):
+    model = tiny_model()
+    assert aot.load_step(model, tmp_path) is False and model.step_backend == "eager"
+    bad = aot.step_path(model, tmp_path)
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a package")
+    assert aot.load_step(model, tmp_path) is False and model.step_backend == "eager"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
+def test_built_step_matches_eager_and_falls_back(tmp_path):
+    model = tiny_model()
+    ids = torch.randint(0, model.config.vocab_size, (3, 9))
+    with torch.no_grad():
+        _, state = model.prefill(ids[:, :6])
+        eager = [model.step(ids[:, 6], state, 6)]
+        path = aot.build_step(model, tmp_path)
+        assert path.exists() and not list(path.parent.glob(".*.tmp.pt2"))
+        assert aot.load_step(model, tmp_path) and model.step_backend == "aoti"
+        for b in (3, 1):  # a dynamic batch
+            built, built_state = model.step(ids[:b, 6], [s[:b].contiguous() for s in state], 6)
+            assert torch.allclose(built, eager[0][0][:b], atol=1e-5, rtol=1e-4)
+            assert all(torch.allclose(x, y[:b], atol=1e-6, rtol=1e-4) for x, y in zip(built_state, eager[0][1]))
+        first, _ = model.step(ids[:, 0], None, 0)  # no state yet: the eager step
+        assert first.shape == (3, model.config.n_codes)
+    aot.unload_step(model)
+    assert model.step_backend == "eager" and "_recurrent" not in model.__dict__
+
+
+def test_pipeline_opts_in_by_name_and_reports_the_step(tmp_path, monkeypatch, tiny_pipe):
+    monkeypatch.setenv("FLASHVIDEO_CACHE", str(tmp_path))
+    assert tiny_pipe.compile("aoti") is False and tiny_pipe.model.step_backend == "eager"  # nothing built: eager
+    with pytest.raises(ValueError, match="backend"):
+        tiny_pipe.compile("tensorrt")
+    ev = next(iter(tiny_pipe.stream("a red circle moves right", key_frames=2, interp_frames=0)))
+    assert ev.stats["step"] == "eager"
