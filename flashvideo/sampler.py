@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 
 MAX_TEMPERATURE = 10.0
+_TINY = 1e-100  # below this temperature, logits / t could overflow float64: the max-shifted form is used
 MAX_GUIDANCE = 20.0
 
 
@@ -135,43 +136,47 @@ class Sampler:
             codes = x.argmax(-1)  # the first maximum
             return codes, (torch.softmax(x, -1).gather(1, codes[:, None])[:, 0] if with_probs else None)
         sel = slice(None) if self.uniform else torch.as_tensor(list(rows), dtype=torch.long)
-        z = (x - x.amax(-1, keepdim=True)) / self._temp[sel]  # <= 0 with max 0: no overflow, never 0/0
-        k = self._k[sel] if self._any_k else None
-        if k is not None and int(k.max()) > 0:
-            kth = torch.topk(z, int(k.max()), dim=-1).values.gather(1, (k.clamp(min=1) - 1).expand(len(rows))[:, None])
-            z = z.masked_fill((z < kth) & (k > 0)[:, None], float("-inf"))  # ties with the k-th code stay
-        w = torch.exp(z)
+        raw = x
+        if self.uniform and self._any_k:  # top-k on the raw logits (a temperature keeps the order)
+            kth = torch.topk(x, min(self.settings.top_k, x.shape[-1]), dim=-1).values[:, -1:]
+            x = x.masked_fill(x < kth, float("-inf"))  # ties with the k-th code stay
+        elif self._any_k and int((k := self._k[sel]).max()) > 0:  # per-row k, 0 = off
+            kth = torch.topk(x, int(k.max()), dim=-1).values.gather(1, (k.clamp(min=1) - 1)[:, None])
+            x = x.masked_fill((x < kth) & (k > 0)[:, None], float("-inf"))  # ties with the k-th code stay
+        if self.uniform and self.settings.temperature >= _TINY:
+            w = torch.softmax(x if self.settings.temperature == 1.0 else x / self.settings.temperature, -1)
+        else:  # (x - max) / t <= 0 with max 0: finite or -inf for any t > 0, never 0/0 or overflow
+            z = x - x.amax(-1, keepdim=True)
+            w = (z / self._temp[sel]).exp_()
         if self._any_p:
             sw = w.sort(-1, descending=True).values
             before = sw.cumsum(-1) - sw  # mass of the more likely codes
             n_keep = (before < self._p[sel] * sw.sum(-1, keepdim=True)).sum(-1, keepdim=True).clamp(min=1)
             w = w.masked_fill(w < sw.gather(1, n_keep - 1), 0.0)  # ties with the last kept code stay
         cdf = w.cumsum(-1)
-        total = cdf[:, -1:]
-        if not bool(total.min() > 0):
+        totals = cdf[:, -1].tolist()
+        if not all(0.0 < t < math.inf for t in totals):
             raise ValueError("logits are NaN or all -inf: there is no distribution to sample from")
-        greedy = self._greedy[sel].expand(len(rows)) if self._any_greedy else None
-        u = self._uniforms(rows, greedy)
-        t = torch.minimum(u * total, torch.nextafter(total, _ZERO))  # u * total < total, even after rounding
-        codes = torch.searchsorted(cdf, t, right=True)[:, 0]  # first code whose cumulative weight exceeds t
+        greedy = self._greedy[sel].expand(len(rows)).tolist() if self._any_greedy else None
+        # the target t = u * total, kept below the total after rounding; then the first code whose
+        # cumulative weight exceeds t
+        targets = [min(u * t, math.nextafter(t, 0.0)) for u, t in zip(self._uniforms(rows, greedy), totals)]
+        codes = torch.searchsorted(cdf, torch.tensor(targets, dtype=torch.float64)[:, None], right=True)[:, 0]
         if greedy is not None:
-            codes = torch.where(greedy, x.argmax(-1), codes)
+            codes = torch.where(torch.tensor(greedy), raw.argmax(-1), codes)
         probs = None
         if with_probs:
-            probs = (w / total).gather(1, codes[:, None])[:, 0]
+            probs = (w / cdf[:, -1:]).gather(1, codes[:, None])[:, 0]
             if greedy is not None:
-                probs = torch.where(greedy, torch.softmax(x, -1).gather(1, codes[:, None])[:, 0], probs)
+                probs = torch.where(torch.tensor(greedy), torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0], probs)
         return codes, probs
 
-    def _uniforms(self, rows, greedy) -> torch.Tensor:
-        """(N, 1) float64 uniforms in [0, 1): one per non-greedy row from its own generator (greedy: none drawn)."""
+    def _uniforms(self, rows, greedy) -> list[float]:
+        """One uniform number in [0, 1) per non-greedy row, from its own generator (greedy rows draw none: 0)."""
         gens = [self.generators[r] for r in rows]
         if greedy is None and len(gens) > 1 and all(g is gens[0] for g in gens):
-            return torch.rand(len(gens), 1, generator=gens[0], dtype=torch.float64)  # one shared generator
-        if greedy is None:
-            return torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])[:, None]
-        return torch.cat([_ZERO[None] if s else torch.rand(1, generator=g, dtype=torch.float64)
-                          for g, s in zip(gens, greedy.tolist())])[:, None]
+            return torch.rand(len(gens), generator=gens[0], dtype=torch.float64).tolist()  # one shared generator
+        skip = greedy or [False] * len(gens)
+        return [0.0 if s else torch.rand((), generator=g, dtype=torch.float64).item() for g, s in zip(gens, skip)]
 
 
-_ZERO = torch.zeros((), dtype=torch.float64)

@@ -100,9 +100,9 @@ def test_greedy_and_tiny_temperatures():
 def test_the_largest_uniform_never_picks_a_filtered_code(monkeypatch):
     logits = torch.tensor([[0.0, 5.0, 4.0, 3.0]])  # top_k=2 keeps codes 1 and 2; code 3 has weight 0
     s = Sampler(gens(0), SamplingSettings(top_k=2))
-    monkeypatch.setattr(s, "_uniforms", lambda rows, greedy: torch.tensor([[1 - 2 ** -53]], dtype=torch.float64))
+    monkeypatch.setattr(s, "_uniforms", lambda rows, greedy: [1 - 2 ** -53])
     assert int(s(logits)) == 2
-    monkeypatch.setattr(s, "_uniforms", lambda rows, greedy: torch.zeros(1, 1, dtype=torch.float64))
+    monkeypatch.setattr(s, "_uniforms", lambda rows, greedy: [0.0])
     assert int(s(logits)) == 1
 
 
