@@ -86,6 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     p.add_argument("--nocache-budget", type=float, default=None, help="seconds the real no-cache runs may take")
     p.add_argument("--evdm-measure-steps", type=int, default=None, help="DDIM steps timed for real (scaled to 100)")
+    p.add_argument("--aoti", action="store_true",
+                   help="also time the step built ahead of time (python -m flashvideo.aot): floor and demo sections; "
+                        "builds it first if this CPU and these weights have none (tens of seconds)")
     p.add_argument("--headline-frames", default=None,
                    help="comma-separated frame counts of the headline section (default 16,32; quick 2,4)")
     return p
@@ -109,6 +112,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         s.nocache_budget = args.nocache_budget
     if args.evdm_measure_steps is not None:
         s.evdm_measure_steps = max(1, args.evdm_measure_steps)
+    s.aoti = bool(getattr(args, "aoti", False))
     if getattr(args, "headline_frames", None):
         frames = [int(x) for x in args.headline_frames.split(",") if x.strip()]
         if not frames or min(frames) < 1:

@@ -44,6 +44,7 @@ class Settings:
     headline_grid: int = 20                        # the paper's frame size: 20 x 20 = 400 tokens
     headline_frames: list = field(default_factory=lambda: [16, 32])
     headline_model: dict = field(default_factory=dict)  # FlashVideoConfig overrides (default: the default model)
+    aoti: bool = False                             # also build (if not cached) and time the AOTInductor step
 
 
 FULL = Settings()

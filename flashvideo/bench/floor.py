@@ -112,8 +112,16 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
             torch.set_num_threads(th)
             threads[th] = {"retnet_step": time_loop(step, 30, reps), "transformer_kv_step": time_loop(tf_step, 30, reps)}
         torch.set_num_threads(old)
-        # the same step fused by torch.compile (RetNet.compile_step; what the app runs once warm)
+        # the same step fused by torch.compile (RetNet.compile_step, an opt-in; full mode only)
         compiled_s = time_loop(step, n_loop, reps) if not s.quick and model.compile_step((1,)) else None
+        aoti_s = None
+        if s.aoti:  # the step built ahead of time (AOTInductor), for these weights on this CPU
+            from .. import aot
+
+            aot.unload_step(model)
+            if not aot.step_path(model).exists():
+                aot.build_step(model)
+            aoti_s = time_loop(step, n_loop, reps) if aot.load_step(model) else None
 
     flops_floor = cost["flops"] / (gemm_gflops * 1e9)
     bytes_floor = cost["bytes"] / (dram_gbs * 1e9)
@@ -128,7 +136,7 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
             "gemm_gflops": gemm_gflops, "gemm_size": m, "dram_gbs": dram_gbs, "dram_gemv_size": big,
             "gemv_shapes": list(shapes.values()), "gemv_floor_seconds": gemv_floor,
             "flops_floor_seconds": flops_floor, "bytes_floor_seconds": bytes_floor, "floor_seconds": floor,
-            "step_seconds": step_s, "sample_seconds": sample_s, "compiled_step_seconds": compiled_s, "pipeline_token_seconds": pipeline_token_s,
+            "step_seconds": step_s, "sample_seconds": sample_s, "compiled_step_seconds": compiled_s, "aoti_step_seconds": aoti_s, "pipeline_token_seconds": pipeline_token_s,
             "step_over_floor": step_s / floor, "step_over_gemv_floor": step_s / gemv_floor,
             "pipeline_over_floor": pipeline_token_s / floor if pipeline_token_s else None,
             "ops_per_step": ops, "transformer_kv_ops_per_step": tf_ops, "profile": profile, "threads": threads}
@@ -181,6 +189,10 @@ def markdown(r: dict) -> list[str]:
     L.append(f"| GEMV floor (the step's GEMVs alone, timed) | {fl['gemv_floor_seconds'] * 1e6:.1f} us |")
     L.append(f"| measured `RetNet.step` | {fl['step_seconds'] * 1e6:.1f} us = {fl['step_over_floor']:.1f}x floor, "
              f"{fl['step_over_gemv_floor']:.1f}x GEMV floor |")
+    if fl.get("aoti_step_seconds"):
+        c = fl["aoti_step_seconds"]
+        L.append(f"| `RetNet.step` built ahead of time (`python -m flashvideo.aot build`) | {c * 1e6:.1f} us = "
+                 f"{c / fl['floor_seconds']:.1f}x floor, {c / fl['gemv_floor_seconds']:.1f}x GEMV floor |")
     if fl.get("compiled_step_seconds"):
         c = fl["compiled_step_seconds"]
         L.append(f"| `RetNet.step` after `compile_step()` (torch.compile) | {c * 1e6:.1f} us = "
