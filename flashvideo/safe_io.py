@@ -75,8 +75,9 @@ def read_json(path, max_bytes: int = MAX_JSON_BYTES) -> dict:
     """A JSON object from a regular file (ValueError naming the file otherwise)."""
     value = parse_json(read_regular_file(path, max_bytes), path)
     if not isinstance(value, dict):
-        raise ValueError(f"{path} must hold a JSON object {{...}}, got {type(value).__name__} "
-                         f"{json.dumps(value)[:40] if value is None or isinstance(value, (int, float, str)) else ''}".rstrip())
+        kind = ("null" if value is None else "a list" if isinstance(value, list) else "text"
+                if isinstance(value, str) else f"the {type(value).__name__} {value}")
+        raise ValueError(f"{path} must hold a JSON object {{...}}, got {kind}")
     return value
 
 

@@ -296,3 +296,73 @@ def test_settings_check_names_the_bad_value(tiny_pipe):
                             (dict(prompt="x" * 400), "characters"), (dict(temperature="hot"), "temperature")]:
         with pytest.raises(ValueError, match=message):
             lib.Settings.check(tiny_pipe, **{"prompt": PROMPT, **kwargs})
+
+
+def test_queue_full_says_how_busy_and_to_try_again(served):
+    demo, url, _ = served
+    queue = demo._queue
+    size = queue.max_size
+    queue.max_size = 0                                # every join now finds the queue full
+    try:
+        r = httpx.post(url.rstrip("/") + "/gradio_api/call/generate",
+                       json={"data": [PROMPT, None, 2, 0, 0.5, 0, False, 1.0, 0]}, timeout=30)
+    finally:
+        queue.max_size = size
+    assert r.status_code == 503
+    detail = r.json()["detail"]
+    assert "queue is full" in detail and "0 requests are waiting" in detail and "try again" in detail
+
+
+def test_model_load_failures_are_cached_until_the_folder_changes(checkpoint, tmp_path, monkeypatch):
+    """A broken checkpoint costs one load, not one per Generate click; fixing it is picked up."""
+    import json
+    import shutil
+
+    from flashvideo.pipeline import FlashVideoPipeline
+
+    folder = tmp_path / "broken"
+    shutil.copytree(checkpoint, folder)
+    good = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(json.dumps({**json.loads(good), "n_heads": 0}))
+    calls = []
+    original = FlashVideoPipeline.from_pretrained.__func__
+
+    def counting(cls, path):
+        calls.append(path)
+        return original(cls, path)
+
+    monkeypatch.setattr(FlashVideoPipeline, "from_pretrained", classmethod(counting))
+    for _ in range(3):
+        with pytest.raises(ValueError, match="n_heads must be a whole number in 1..256, got 0"):
+            lib.load_pipeline(folder)
+    assert len(calls) == 1
+    message = lib.missing_model_message(folder, ValueError(f"{folder / 'config.json'}: n_heads must be ..."))
+    assert str(tmp_path) not in message and "config.json: n_heads" in message   # no server path shown
+    (folder / "config.json").write_text(good)           # fixed: the next call loads it
+    assert lib.load_pipeline(folder).config.n_heads == 4 and len(calls) == 2
+
+
+def test_outputs_are_stored_once_and_the_cache_is_bounded(served, tmp_path):
+    """The MP4 and GIF are written into Gradio's cache and served from there (no second copy); old runs
+    and, past the cap, the oldest cached files are deleted."""
+    import gradio as gr
+
+    _, _, client = served
+    updates, _ = generate(client, key_frames=2, interp_frames=1, seed=int(time.time()) % 10**6 + 10**6)
+    final = updates[-1]
+    cache = Path(gr.utils.get_upload_folder()).resolve()
+    for path in (final[VIDEO]["path"], final[GIF]["value"]["path"]):
+        assert Path(path).resolve().parent.parent == cache / "flashvideo"
+    name = Path(final[VIDEO]["path"]).name
+    assert [p for p in cache.rglob(name)] == [Path(final[VIDEO]["path"]).resolve()]   # one copy
+    root = tmp_path / "out"
+    runs = [lib.output_dir(root, max_runs=3) for _ in range(5)]
+    assert sorted(p.name for p in root.iterdir()) == sorted(r.name for r in runs[-3:])
+    files = tmp_path / "cache"
+    files.mkdir()
+    for i in range(10):
+        (files / f"f{i}").write_bytes(b"x" * 1000)
+        os.utime(files / f"f{i}", (i, i))
+    assert lib.prune_cache(files, max_bytes=20000) == 0              # under the cap: nothing goes
+    assert lib.prune_cache(files, max_bytes=5000, keep=[files / "f0"]) == 6000   # down to 80 %, oldest first
+    assert sorted(p.name for p in files.iterdir()) == ["f0", "f7", "f8", "f9"]
