@@ -59,7 +59,7 @@ def test_quick_bench_has_every_row(quick):
     assert h["config"]["tokens_per_frame"] == s.headline_grid ** 2 and h["treatment"] == "both eager"
     for row in h["rows"]:
         for model in ("retnet", "transformer_kv"):
-            assert all(row[model][k] > 0 for k in ("start", "end", "whole"))
+            assert all(row[model][k] > 0 and row["cpu"][model][k] > 0 for k in ("start", "end", "whole"))
         assert row["kv_cache_bytes"] > row["retnet_state_bytes"] > 0
     # the KV cache grows with the video, the RetNet state does not
     first, last = h["rows"][0], h["rows"][-1]
