@@ -129,7 +129,7 @@ def cmd_train_tokenizer(args) -> None:
     held = heldout_frames(args.data, source, args.image_size)
     report = {"train": {k: v for k, v in metrics.items() if k != "history"}, "heldout": evaluate_tokenizer(vq, held)}
     out = Path(args.out)
-    VQTokenizer(WordTokenizer(source.vocabulary()), vq).save(out)
+    VQTokenizer(WordTokenizer(source.vocabulary(), slots=source.grammar()), vq).save(out)
     (out / "tokenizer_metrics.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report["heldout"]), f"-> {out}")
 
@@ -154,7 +154,8 @@ def cmd_train(args) -> None:
 
     model = json.loads(args.model_config) if args.model_config else {}
     tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
-                     batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                     batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
+                     p_interp=args.p_interp, p_stream=args.p_stream, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
                      export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model)
     train(tc)
@@ -204,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="runs/shapes", help="checkpoints, log.jsonl and samples go here")
     m.add_argument("--steps", type=int, default=3000)
     m.add_argument("--batch-size", type=int, default=16)
+    m.add_argument("--batch-tokens", type=int, default=0, help="tokens per batch (overrides --batch-size)")
+    m.add_argument("--p-uncond", type=float, default=0.1, help="prompt dropout for classifier-free guidance")
+    m.add_argument("--p-interp", type=float, default=0.5, help="share of interpolation batches")
+    m.add_argument("--p-stream", type=float, default=0.0,
+                   help="share of key-frame batches cut from an endless stream (SN phase, prompt switch)")
     m.add_argument("--lr", type=float, default=1e-3)
     m.add_argument("--warmup", type=int, default=200)
     m.add_argument("--seed", type=int, default=0)

@@ -157,6 +157,7 @@ def generated(pipe, combos, seed: int, desc: str, key_frames: int = 4, interp_fr
 
 
 def long_videos(pipe, combos, seed: int, key_frames: int = 16, window: int = 4, **kw) -> dict:
+    window = min(window, key_frames // 2)
     """Quality of the first and the last `window` key frames of long key-frame-only videos."""
     first, last = [], []
     for i, (c, s, mo) in enumerate(tqdm(combos, desc=f"{key_frames} key frames", leave=False)):
@@ -228,17 +229,25 @@ def tokenizer_scores(pipe, n_clips: int) -> dict:
             "code_pixel_agreement": code_pixel_agreement(pipe.tokenizer, a, b)}
 
 
-def evaluate(pipe, *, seen: int = 45, clips: int = 24, long: int = 12, seed: int = 0, **sampling) -> dict:
-    """All metrics as a dict. `seen` training combinations (evenly spread) and all held-out ones, 4 key
-    frames and 3 in-between frames at rho = 0.2; `sampling` (temperature, top_k, ...) goes to the pipeline."""
+def spread(combos: list, n: int) -> list:
+    """n combinations spread evenly over the list."""
+    return combos[:: max(1, len(combos) // n)][:n]
+
+
+def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS), clips: int = 24, long: int = 12,
+             seed: int = 0, **sampling) -> dict:
+    """All metrics as a dict: `seen` training and `heldout` held-out combinations (spread evenly), 4 key
+    frames and 3 in-between frames at rho = 0.2; `long` videos of up to 16 key frames; `clips` clips
+    for PSNR/SSIM. `sampling` (temperature, top_k, ...) goes to the pipeline."""
     t0 = time.perf_counter()
-    train = shapes.TRAIN_COMBOS[:: max(1, len(shapes.TRAIN_COMBOS) // seen)][:seen]
+    train = spread(shapes.TRAIN_COMBOS, seen)
     seen_scores = generated(pipe, train, seed, "seen", inherit_ratio=0.2, **sampling)
-    held_scores = generated(pipe, shapes.HELDOUT_COMBOS, seed, "held out", inherit_ratio=0.2, **sampling)
+    held_scores = generated(pipe, spread(shapes.HELDOUT_COMBOS, heldout), seed, "held out", inherit_ratio=0.2, **sampling)
     return {
         "seen": summarise(seen_scores), "heldout": summarise(held_scores),
         "all": summarise(seen_scores + held_scores),
-        "long": long_videos(pipe, shapes.ALL_COMBOS[::max(1, len(shapes.ALL_COMBOS) // long)][:long], seed, **sampling),
+        "long": long_videos(pipe, spread(shapes.ALL_COMBOS, long), seed,
+                            key_frames=min(16, pipe.config.max_key_frames), **sampling),
         "inheritance": inheritance(pipe, seed=seed, **sampling),
         "prediction": prediction(pipe, clips, 4, seed, **sampling),
         "interpolation_rho0": interpolation(pipe, clips, 3, 0.0, seed, **sampling),
@@ -291,7 +300,9 @@ def main(args) -> None:
     if not check["ok"]:
         raise RuntimeError(f"the detector does not score ground truth at 100 %: {check}")
     pipe = FlashVideoPipeline.from_pretrained(args.model)
-    result = evaluate(pipe, seen=args.seen, clips=args.clips, long=args.long, seed=args.seed)
+    sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "guidance_scale")
+                if getattr(args, k, None) is not None}
+    result = evaluate(pipe, seen=args.seen, clips=args.clips, long=args.long, seed=args.seed, **sampling)
     result["detector_check"] = check
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -68,9 +68,11 @@ class Layout:
         return torch.cat([torch.tensor([c.task_offset + task]), text, torch.tensor([c.sn_offset + sn - 1])])
 
     def _slots(self, task, text, sns, frames) -> torch.Tensor:
-        """Concatenate header(sn) + frame codes for each slot. frames (S, grid, grid), -1 = unknown."""
-        return torch.cat([torch.cat([self.header(task, text, sn), f.reshape(-1).long()])
-                          for sn, f in zip(sns, frames)])
+        """Concatenate header(sn) + frame codes for each slot. frames (S, grid, grid), -1 = unknown;
+        text (text_len,) for every slot, or (S, text_len): one per slot (a prompt schedule)."""
+        texts = text if text.ndim == 2 else [text] * len(frames)
+        return torch.cat([torch.cat([self.header(task, t, sn), f.reshape(-1).long()])
+                          for t, sn, f in zip(texts, sns, frames)])
 
     # ---- key frames ------------------------------------------------------------------------
     def key_sns(self, n_frames: int) -> list[int]:
@@ -78,9 +80,18 @@ class Layout:
             raise ValueError(f"key_frames={n_frames} outside 1..{self.config.max_key_frames}")
         return list(range(1, n_frames + 1))
 
-    def key_sequence(self, text: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """frames (K, grid, grid) codes, -1 where unknown -> (K * frame_len,) tokens."""
-        return self._slots(KEY, text, self.key_sns(len(frames)), frames)
+    def key_sn(self, k: int) -> int:
+        """Serial number of key frame k (1-based) of a stream of any length: 1..n_sn, then round again.
+        Retention forgets frames long before n_sn of them have passed, so a cycling counter is all a
+        long stream needs; training starts sequences at random points of the cycle (`key_sequence`)."""
+        return (k - 1) % self.config.n_sn + 1
+
+    def key_sequence(self, text: torch.Tensor, frames: torch.Tensor, first: int = 1) -> torch.Tensor:
+        """frames (K, grid, grid) codes, -1 where unknown -> (K * frame_len,) tokens. Key frame i has
+        serial number key_sn(first + i); text is one prompt, or one per frame (K, text_len)."""
+        if first == 1:
+            self.key_sns(len(frames))  # a video (not a stream) is bounded by max_key_frames
+        return self._slots(KEY, text, [self.key_sn(first + i) for i in range(len(frames))], frames)
 
     # ---- interpolation ---------------------------------------------------------------------
     def interp_sns(self, n: int) -> list[int]:

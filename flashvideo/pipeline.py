@@ -220,7 +220,7 @@ class FlashVideoPipeline:
             yield dec.run(plan, twin)[0, L.header_len:].view(G, G)
 
     def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, *, sampling=None, negative=None,
-                            radius=1, batch_pairs=True, counts=None, **sampling_keywords):
+                            radius=1, batch_pairs=True, counts=None, first_pair=0, **sampling_keywords):
         """Redundant-free interpolation between consecutive key frames (list of (grid, grid) codes).
 
         Yields (pair, j, codes, regions): in-between frame j (1..n, time order) of pair p. Every pair
@@ -229,7 +229,7 @@ class FlashVideoPipeline:
         sampling = SamplingSettings.resolve(sampling, **sampling_keywords)
         L, G = self.layout, self.config.grid
         pairs = list(range(len(keys) - 1))
-        gens = [_generator(child_seed(seed, 1, p)) for p in pairs]
+        gens = [_generator(child_seed(seed, 1, first_pair + p)) for p in pairs]  # pair numbers of a longer video
         regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
         sns = L.interp_sns(interp_frames)
         neg = self._guidance_text(sampling, negative)

@@ -48,18 +48,28 @@ def head_decays(config: FlashVideoConfig, frame_len: int) -> torch.Tensor:
     return (1 - 1 / horizons).float()  # (H,)
 
 
-@functools.lru_cache(maxsize=8)
-def _rotation_table(n_positions: int, d: int, device: torch.device) -> torch.Tensor:
-    """cos and sin of m theta_j, theta_j = 10000^(-2j/d), as a (n_positions, d/2, 2) table."""
+TABLE_POSITIONS = 1 << 16  # rotations of positions below this come from a cached table
+
+
+def _angles(start: int, n: int, d: int, device) -> torch.Tensor:
+    """cos and sin of m theta_j, theta_j = 10000^(-2j/d), for m = start..start+n-1: (n, d/2, 2)."""
     inv_freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
-    angle = torch.arange(n_positions, dtype=torch.float64, device=device)[:, None] * inv_freq
+    angle = torch.arange(start, start + n, dtype=torch.float64, device=device)[:, None] * inv_freq
     return torch.stack((angle.cos(), angle.sin()), dim=-1).float()
 
 
+@functools.lru_cache(maxsize=8)
+def _rotation_table(n_positions: int, d: int, device: torch.device) -> torch.Tensor:
+    return _angles(0, n_positions, d, device)
+
+
 def rotation(offset: int, n: int, d: int, device=None) -> torch.Tensor:
-    """The rotation for positions offset..offset+n-1: (n, d/2, 2) cos/sin."""
-    table = _rotation_table(max(1024, 1 << (offset + n - 1).bit_length()), d, torch.device(device or "cpu"))
-    return table[offset:offset + n]
+    """The rotation for positions offset..offset+n-1: (n, d/2, 2) cos/sin. Positions past
+    `TABLE_POSITIONS` (an endless stream) are computed directly, so memory never grows with length."""
+    device = torch.device(device or "cpu")
+    if offset + n > TABLE_POSITIONS:
+        return _angles(offset, n, d, device)
+    return _rotation_table(max(1024, 1 << (offset + n - 1).bit_length()), d, device)[offset:offset + n]
 
 
 def rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:

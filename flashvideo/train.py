@@ -48,6 +48,17 @@ class ShapesSource:
         clip = self.shapes.make_clip(int(rng.integers(2**62)), times, "train", self.size)
         return clip.prompt, clip.frames
 
+    def sample_switch(self, rng: np.random.Generator, times, at: float) -> tuple[list[str], np.ndarray]:
+        """A clip whose motion changes at time `at` to another trained motion of the same object:
+        the prompt of each frame, and the frames (the object continues from where it was)."""
+        S = self.shapes
+        clip = S.make_clip(int(rng.integers(2**62)), [0], "train", self.size)
+        others = [m for c, sh, m in S.TRAIN_COMBOS if (c, sh) == (clip.colour, clip.shape) and m != clip.motion]
+        new = others[int(rng.integers(len(others)))]
+        frames = S.render(clip.colour, clip.shape, clip.motion, clip.seed, times, self.size, switches=[(at, new)])
+        prompts = [S.make_prompt(clip.colour, clip.shape, new if t >= at else clip.motion) for t in times]
+        return prompts, frames
+
     def vocabulary(self) -> list[str]:
         return self.shapes.vocabulary()
 
@@ -78,6 +89,8 @@ class FolderSource:
     def vocabulary(self) -> list[str]:
         return self.data.vocabulary()
 
+    sample_switch = None  # captions do not change within a clip
+
     def grammar(self) -> dict | None:
         return None  # captions are free word sequences
 
@@ -102,15 +115,18 @@ def frame_stream(source, seed: int = 0, per_clip: int = 4):
 
 
 def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
-               p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0):
+               p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0):
     """-> tokens (B, L), targets (B, L), and a short description of the task.
 
     With ``batch_tokens`` the batch holds that many tokens (at least one sequence) instead of
     ``batch_size`` sequences, so long and short sequences cost about the same per step. Each
     sequence's prompt is replaced by the null text with probability ``p_uncond`` (prompt dropout,
-    which classifier-free guidance needs)."""
+    which classifier-free guidance needs). With probability ``p_stream`` a key-frame batch is a piece
+    of an endless stream: its serial numbers start at a random point of their cycle (`Layout.key_sn`)
+    and, where the source can, the prompt changes at a random frame boundary."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
+    first, switch_at = 1, None
     if rng.random() < p_interp:
         n = int(rng.integers(1, c.max_interp_frames + 1))
         t0 = float(rng.integers(0, int(t_max)))
@@ -120,15 +136,27 @@ def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: in
         k = int(rng.integers(2, int(t_max) + 2))
         given = rng.random() < p_given
         times, generated, task = list(range(k)), range(1 if given else 0, k), f"key K={k}{' +first' if given else ''}"
+        if rng.random() < p_stream:
+            first = int(rng.integers(1, c.n_sn + 1))
+            if source.sample_switch is not None and k >= 3:
+                switch_at = int(rng.integers(1, k))
+            task += f" stream SN{first}" + (f" switch@{switch_at}" if switch_at else "")
     if batch_tokens:
         batch_size = max(1, batch_tokens // (len(times) * layout.frame_len))
-    clips = [source.sample(rng, times) for _ in range(batch_size)]
+    clips = [source.sample_switch(rng, times, switch_at) if switch_at else source.sample(rng, times)
+             for _ in range(batch_size)]
     codes = tokenizer.encode_frames(np.concatenate([f for _, f in clips])).view(batch_size, len(times), c.grid, c.grid)
     seqs = []
     for (prompt, _), cl in zip(clips, codes):
-        text = layout.null_text() if rng.random() < p_uncond else layout.text_block(tokenizer.encode_text(prompt))
-        seqs.append(layout.interp_sequence(text, cl[0], cl[1], cl[2:]) if task.startswith("interp")
-                    else layout.key_sequence(text, cl))
+        prompts = prompt if isinstance(prompt, list) else [prompt]
+        texts = {p: layout.text_block(tokenizer.encode_text(p)) for p in prompts}
+        if rng.random() < p_uncond:
+            texts = {p: layout.null_text() for p in prompts}
+        if task.startswith("interp"):
+            seqs.append(layout.interp_sequence(texts[prompts[0]], cl[0], cl[1], cl[2:]))
+        else:
+            text = torch.stack([texts[p] for p in prompts]) if len(prompts) > 1 else texts[prompts[0]]
+            seqs.append(layout.key_sequence(text, cl, first))
     tokens = torch.stack(seqs)
     return tokens, layout.targets(tokens, generated), task
 
@@ -151,6 +179,7 @@ class TrainConfig:
     p_given: float = 0.25
     p_uncond: float = 0.1                  # prompt dropout for classifier-free guidance
     batch_tokens: int = 0                  # if set, tokens per batch (overrides batch_size)
+    p_stream: float = 0.0                  # key-frame batches cut from an endless stream (SN phase, prompt switch)
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -276,7 +305,7 @@ def train(tc: TrainConfig) -> Path:
         while step < end and not stop["now"]:
             rng = np.random.default_rng([tc.seed, rank, step])
             tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given,
-                                              tc.p_uncond, tc.batch_tokens)
+                                              tc.p_uncond, tc.batch_tokens, tc.p_stream)
             data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:

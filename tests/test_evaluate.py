@@ -1,12 +1,14 @@
-"""Evaluation metrics and the eval command's plumbing (a random model: only ranges are checked)."""
+"""The eval: its detector is honest (ground truth reads 100 %, a drift is not motion, a bad video
+scores low), and the eval command runs end to end (a random model: only ranges are checked)."""
 import numpy as np
 import torch
 
 from flashvideo.config import FlashVideoConfig
 from flashvideo.data import shapes
-from flashvideo.evaluate import evaluate, psnr, ssim, to_markdown
+from flashvideo.evaluate import check_detector, evaluate, psnr, ssim, summarise, to_markdown, video_scores
 from flashvideo.pipeline import FlashVideoPipeline
 from flashvideo.retnet import RetNet
+from flashvideo.timeline import Timeline
 from flashvideo.tokenizer import VQTokenizer, VQVAE, WordTokenizer
 
 
@@ -18,18 +20,49 @@ def test_psnr_and_ssim():
     assert ssim(a, 255 - a) < ssim(a, noisy)
 
 
+def test_ground_truth_scores_100_percent_and_a_drift_is_not_motion():
+    check = check_detector(n=48)
+    assert check["ok"], check
+    gt = check["ground_truth"]
+    assert gt["timing"] == {1: 0.25, 2: 0.5, 3: 0.75} or np.allclose(list(gt["timing"].values()), [0.25, 0.5, 0.75])
+    assert gt["area_cv_median"] < 0.02 and gt["backtrack"] == 0
+    assert check["drift_1px"]["motion"] is False
+
+
+def test_bad_videos_score_low():
+    tl = Timeline(4, 3)
+    truth = shapes.render("red", "circle", "moves right", 1, tl.times)
+    still = shapes.render("red", "circle", "moves right", 1, [0] * tl.n_frames)
+    backwards = truth[::-1]
+    morph = truth.copy()
+    morph[1::2] = shapes.render("red", "square", "moves right", 1, tl.times)[1::2]
+    ahead = shapes.render("red", "circle", "moves right", 1, [round(t) for t in tl.times])  # jumps at key frames
+    s = {name: video_scores(v, tl.times, "red", "circle", "moves right")
+         for name, v in [("truth", truth), ("still", still), ("backwards", backwards), ("morph", morph), ("ahead", ahead)]}
+    assert s["truth"]["forward"] == s["truth"]["steps"] and s["truth"]["flicker"] == 0
+    assert not s["still"]["motion"] and s["still"]["forward"] == 0 and abs(s["still"]["net_share"]) < 0.1
+    assert not s["backwards"]["motion"] and s["backwards"]["net_share"] < -0.9
+    assert s["morph"]["flicker"] >= 5
+    timing = summarise([s["ahead"]])["timing"]
+    assert abs(timing[1] - 0.25) > 0.2                                  # in-between frames off schedule
+    blank = np.zeros_like(truth)
+    blank[:] = shapes.BACKGROUND
+    assert video_scores(blank, tl.times, "red", "circle", "moves right")["garbled"] == tl.n_frames
+
+
 def test_evaluate_runs_end_to_end():
     torch.manual_seed(0)
-    words = WordTokenizer(shapes.vocabulary())
+    words = WordTokenizer(shapes.vocabulary(), slots=shapes.grammar())
     config = FlashVideoConfig(image_size=64, grid=8, n_codes=32, n_text=words.n_text, text_len=4, d_model=32,
                               n_heads=2, n_layers=1, max_key_frames=4, max_interp_frames=3)
     vq = VQVAE(image_size=64, downsample=8, n_codes=32, code_dim=8, channels=16, n_res=1)
     pipe = FlashVideoPipeline(RetNet(config), VQTokenizer(words, vq))
-    r = evaluate(pipe, seen=2, clips=1, key_frames=3, interp_frames=2)
-    assert r["adherence_seen"]["n"] == 2 and r["adherence_heldout"]["n"] == len(shapes.HELDOUT_COMBOS)
-    for key in ("colour", "shape", "motion"):
-        assert 0 <= r["adherence_heldout"][key] <= 1
-    assert r["interpolation_rho0"]["inherited"] == 0 and 0 <= r["interpolation"]["inherited"] <= 1
-    assert r["prediction"]["frames"] == 2
+    r = evaluate(pipe, seen=2, heldout=1, clips=1, long=1)
+    assert r["seen"]["videos"] == 2 and r["heldout"]["videos"] == 1
+    for key in ("colour", "shape", "motion", "forward_steps", "flicker_frames"):
+        assert 0 <= r["all"][key] <= 1
+    assert r["interpolation_rho0"]["inherited"] == 0 and 0 <= r["interpolation_rho05"]["inherited"] <= 1
+    assert set(r["inheritance"]) == {0.2, 0.5, 1.0} and r["prediction"]["frames"] == 3
+    assert r["long"]["key_frames"] == 4
     table = to_markdown(r)
-    assert table.count("\n") == 7 and "held out (15 prompts)" in table
+    assert "held out (1 prompts)" in table and "tokenizer" in table

@@ -130,13 +130,13 @@ def test_vqvae_shapes_dtypes_ranges_and_size():
     with torch.no_grad():
         c = vq.encode(x)
         y = vq.decode_codes(c)
-    assert c.dtype == torch.long and c.shape == (2, 8, 8) and 0 <= c.min() and c.max() < 512
+    assert c.dtype == torch.long and c.shape == (2, 8, 8) and 0 <= c.min() and c.max() < vq.n_codes
     assert torch.equal(c, codes)
     assert y.shape == (2, 3, 64, 64) and y.dtype == torch.float32 and y.min() >= -1 and y.max() <= 1
     with pytest.raises(ValueError, match=r"\(B,3,64,64\)"):
         vq.encode(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="codes"):
-        vq.decode_codes(torch.full((1, 8, 8), 512))
+        vq.decode_codes(torch.full((1, 8, 8), vq.n_codes))
     with pytest.raises(ValueError, match="power of 2"):
         VQVAE(downsample=6)
     assert VQVAE(image_size=32, downsample=4, channels=16).grid == 8
@@ -209,7 +209,7 @@ def test_load_names_missing_files(tmp_path):
 def test_load_checks_shapes_and_config(tmp_path):
     small_tokenizer().save(tmp_path)
     load_tokenizer(tmp_path, small_config())
-    with pytest.raises(ValueError, match="n_codes=64 but the config says n_codes=512"):
+    with pytest.raises(ValueError, match="n_codes=64 but the config says n_codes=1024"):
         load_tokenizer(tmp_path, FlashVideoConfig())
     with pytest.raises(ValueError, match="n_text"):
         load_tokenizer(tmp_path, small_config(n_text=4))

@@ -146,16 +146,34 @@ def _check(colour: str, shape: str, motion: str) -> None:
             raise ValueError(f"unknown {what} {value!r}; expected one of {list(options)}")
 
 
+def schedule_state(motions: Sequence[tuple[float, str]], x0: float, y0: float, s0: float, times,
+                   size: int = 64):
+    """`state_at` for a prompt schedule: ``motions`` = [(t_from, motion), ...] sorted, the first from
+    t = 0. At each switch the object continues from where it was, with the new motion."""
+    t = np.asarray(times, dtype=np.float64)
+    cx, cy, s = (np.zeros_like(t) for _ in range(3))
+    for i, (start, motion) in enumerate(motions):
+        end = motions[i + 1][0] if i + 1 < len(motions) else np.inf
+        here = (t >= start) & (t < end)
+        cx[here], cy[here], s[here] = state_at(motion, x0, y0, s0, t[here] - start, size)
+        if np.isfinite(end):                                  # the state at the switch starts the next segment
+            x0, y0, s0 = (float(v) for v in state_at(motion, x0, y0, s0, end - start, size))
+    return cx, cy, s
+
+
 def render(colour: str, shape: str, motion: str, seed: int, times: Sequence[float],
-           size: int = 64) -> np.ndarray:
+           size: int = 64, switches: Sequence[tuple[float, str]] = ()) -> np.ndarray:
     """Frames of one clip at the given times, uint8 ``(len(times), size, size, 3)``.
 
-    Deterministic in ``(shape, motion, seed, times, size)``; re-rendering at other times gives the
-    exact ground truth for prediction and interpolation, at any t (see the length rule above).
+    Deterministic in ``(shape, motion, seed, times, size, switches)``; re-rendering at other times
+    gives the exact ground truth for prediction and interpolation, at any t (see the length rule
+    above). ``switches`` = [(t, new motion), ...] changes the motion from time t on (a prompt schedule).
     """
-    _check(colour, shape, motion)
+    for _, m in [(0, motion), *switches]:
+        _check(colour, shape, m)
     x0, y0, s0 = _start_state(shape, motion, seed, size)
-    cx, cy, s = (v.reshape(-1, 1, 1) for v in state_at(motion, x0, y0, s0, times, size))
+    motions = [(0.0, motion), *sorted((float(t), m) for t, m in switches)]
+    cx, cy, s = (v.reshape(-1, 1, 1) for v in schedule_state(motions, x0, y0, s0, times, size))
     centres = np.arange(size) + 0.5
     px, py = centres[None, None, :], centres[None, :, None]
     dx = np.mod(px - cx + size / 2, size) - size / 2      # offsets on the torus
