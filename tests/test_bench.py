@@ -113,3 +113,13 @@ def test_cli_bench_subcommand_when_wired(tmp_path):
         pytest.skip("python -m flashvideo bench is not wired into cli.py yet")
     cli.main(["bench", "--quick", "--out", str(tmp_path), "--sections", "evdm_flops"])
     assert (tmp_path / "bench.json").exists()
+
+
+def test_quick_long_section_keeps_the_stream_flat(quick):
+    _, r = quick
+    h = r["long"]
+    assert list(h["retnet"]) == bench.QUICK.long_frames
+    first, last = (h["retnet"][f] for f in (h["checkpoints"][0], h["checkpoints"][-1]))
+    assert last["rss_mb"] - first["rss_mb"] < 20                 # no growth with the stream's length
+    kv = h["kv_cache_bytes"]
+    assert kv[h["checkpoints"][-1]] > kv[h["checkpoints"][0]]   # the transformer's cache grows

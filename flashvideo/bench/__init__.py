@@ -14,6 +14,8 @@ a warm-up run, unless the section says otherwise):
 * floor      -- `floor.py`: one recurrent step against its FLOP / byte / GEMV floor, profile, threads.
 * evdm_flops -- `evdm_flops.py`: EVDM's FLOPs against plain conv blocks and the paper's tables.
 * demo       -- `demo.py`: the default demo video end to end through `FlashVideoPipeline.stream`.
+* long       -- `long.py`: an endless stream (`EndlessStream`) at frames 10, 100, 1 000 (10 000 with
+                --long-frames): seconds per frame and resident memory, beside a KV-cache transformer.
 
 `--quick` runs every section at tiny sizes (a CI smoke test, well under a minute; no timing assertions).
 Random weights are fair for timing: every method does the same work per token or per step whatever
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from . import demo, evdm_flops, floor, headline, interp, methods
+from . import demo, evdm_flops, floor, headline, interp, long, methods
 from .common import FULL, LABELS, METHODS, QUICK, Settings, machine_info
 from .floor import count_ops, step_cost
 
@@ -46,6 +48,7 @@ RUNNERS = {
     "floor": (lambda s, r: floor.section_floor(s, r.get("frames")), floor.markdown),
     "evdm_flops": (lambda s, r: evdm_flops.section_evdm_flops(s), evdm_flops.markdown),
     "demo": (lambda s, r: demo.section_demo(s), demo.markdown),
+    "long": (lambda s, r: long.section_long(s), long.markdown),
 }
 SECTIONS = list(RUNNERS)
 
@@ -91,6 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "builds it first if this CPU and these weights have none (tens of seconds)")
     p.add_argument("--headline-frames", default=None,
                    help="comma-separated frame counts of the headline section (default 16,32; quick 2,4)")
+    p.add_argument("--long-frames", default=None,
+                   help="comma-separated frame checkpoints of the long section (default 10,100,1000; e.g. 10,100,1000,10000)")
     return p
 
 
@@ -118,6 +123,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         if not frames or min(frames) < 1:
             raise ValueError(f"--headline-frames must be positive integers, got {args.headline_frames!r}")
         s.headline_frames = frames
+    if getattr(args, "long_frames", None):
+        frames = [int(x) for x in args.long_frames.split(",") if x.strip()]
+        if not frames or min(frames) <= long.WINDOW:
+            raise ValueError(f"--long-frames must be integers above {long.WINDOW}, got {args.long_frames!r}")
+        s.long_frames = frames
     return s
 
 
