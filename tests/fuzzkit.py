@@ -503,6 +503,48 @@ def _measure(args):
         proc.wait(10)
 
 
+def _disk(args):
+    """Disk used per default job (K=4, n=3): files and bytes left in the Gradio cache and in the app's
+    own output folder, for the app in --root."""
+    import subprocess
+    import tempfile
+
+    from gradio_client import Client
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, args.root)
+    from conftest import make_tiny_pipeline  # noqa: E402
+
+    work = Path(tempfile.mkdtemp(prefix="disk-figures-"))
+    ckpt = make_tiny_pipeline().save_pretrained(work / "tiny")
+    (work / "canaries.json").write_text("[]")
+    (work / "tmp").mkdir()
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(work / "gradio"), "TMPDIR": str(work / "tmp"),
+           "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost", "PYTHONPATH": args.root}
+    proc = subprocess.Popen([sys.executable, __file__, "serve", "--root", args.root, "--model", str(ckpt),
+                             "--port", str(args.port), "--canaries", str(work / "canaries.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+
+    def usage():
+        files = [p for p in work.rglob("*") if p.is_file() and (work / "gradio" in p.parents or work / "tmp" in p.parents)]
+        return len(files), sum(p.stat().st_size for p in files)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        client = Client(f"http://127.0.0.1:{args.port}/", analytics_enabled=False, verbose=False, download_files=False)
+        n0, b0 = usage()
+        for i in range(args.jobs):
+            client.predict(PROMPT, None, 4, 3, 0.5, 100 + i, False, 1.0, 0, api_name="/generate")
+        time.sleep(1.0)
+        n1, b1 = usage()
+        videos = [p for p in work.rglob("*") if p.suffix in (".mp4", ".gif")]
+        print(json.dumps({"jobs": args.jobs, "files per job": round((n1 - n0) / args.jobs, 1),
+                          "KB per job": round((b1 - b0) / args.jobs / 1024, 1),
+                          "mp4/gif files per job": round(len(videos) / args.jobs, 1)}, indent=1))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 CLI_CASES = [  # issue 9's CLI cases: (name, extra arguments); {d} is a scratch folder
     ("--fps 0", ["--fps", "0"]), ("--fps -5", ["--fps", "-5"]), ("--out x.jpg", ["--out", "{d}/x.jpg"]),
     ("--scale 1000", ["--scale", "1000"]), ("--first-frame bomb", ["--first-frame", "{d}/bomb.png"]),
@@ -576,10 +618,14 @@ if __name__ == "__main__":
     c = sub.add_parser("cli", help="run issue 9's CLI cases against the code in --root")
     c.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
     c.add_argument("--timeout", type=float, default=60)
+    k = sub.add_parser("disk", help="disk used per default job by the app in --root")
+    k.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
+    k.add_argument("--jobs", type=int, default=10)
+    k.add_argument("--port", type=int, default=7873)
     s = sub.add_parser("serve")
     s.add_argument("--root")
     s.add_argument("--model")
     s.add_argument("--port", type=int)
     s.add_argument("--canaries")
     a = p.parse_args()
-    {"measure": _measure, "serve": _serve, "cli": _cli}[a.cmd](a)
+    {"measure": _measure, "serve": _serve, "cli": _cli, "disk": _disk}[a.cmd](a)

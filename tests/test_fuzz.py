@@ -113,3 +113,21 @@ def test_decompression_bomb_costs_no_memory(fuzz_app):
             peak_mb = (fuzzkit.rss_kb(field="VmHWM") - before) / 1024
             assert kind == "error" and message in text
             assert peak_mb < 100, f"peak RSS grew {peak_mb:.0f} MB"        # decoding it would take 144 MB+
+
+
+def test_frame_view_refuses_bad_values_with_our_message(fuzz_app):
+    """/frame_view takes its raw value too (preprocess=False): every bad index gets our message."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    _, url, _, _ = fuzz_app
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
+    with pytest.raises(AppError, match="frame: generate a video first"):
+        client.predict(0, api_name="/frame_view")
+    client.predict(fuzzkit.PROMPT, None, 2, 1, 0.5, 1, False, 1.0, 0, api_name="/generate")  # 3 frames
+    for value in ["1", None, 1.5, True, -1, 3, 10**30, [], {"path": "/etc/passwd"}, "/etc/passwd"]:
+        with pytest.raises(AppError) as e:
+            client.predict(value, api_name="/frame_view")
+        assert str(e.value).startswith("frame must be a whole number in 0..2, got"), (value, str(e.value))
+        assert "/etc" not in str(e.value)
+    assert "Frame 2" in client.predict(2, api_name="/frame_view")[2]
