@@ -239,6 +239,8 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
     """All metrics as a dict: `seen` training and `heldout` held-out combinations (spread evenly), 4 key
     frames and 3 in-between frames at rho = 0.2; `long` videos of up to 16 key frames; `clips` clips
     for PSNR/SSIM. `sampling` (temperature, top_k, ...) goes to the pipeline."""
+    from .evaluate_stream import evaluate_streams
+
     t0 = time.perf_counter()
     train = spread(shapes.TRAIN_COMBOS, seen)
     seen_scores = generated(pipe, train, seed, "seen", inherit_ratio=0.2, **sampling)
@@ -253,6 +255,7 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
         "interpolation_rho0": interpolation(pipe, clips, 3, 0.0, seed, **sampling),
         "interpolation_rho05": interpolation(pipe, clips, 3, 0.5, seed, **sampling),
         "tokenizer": tokenizer_scores(pipe, clips),
+        "stream": evaluate_streams(pipe, long=max(1, long // 3), switches=2 * long, seed=seed, **sampling),
         "settings": {"clips": clips, "seen_combinations": len(train), "seed": seed, **sampling},
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -290,6 +293,10 @@ def to_markdown(r: dict) -> str:
         ("tokenizer: 'code equal' agrees with 'patch pixels equal' (ground-truth key-frame pairs)",
          f"{tok['code_pixel_agreement']:.1%}"),
     ]
+    if "stream" in r:
+        from .evaluate_stream import markdown_rows
+
+        rows += markdown_rows(r["stream"])
     return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 

@@ -66,3 +66,20 @@ def test_evaluate_runs_end_to_end():
     assert r["long"]["key_frames"] == 4
     table = to_markdown(r)
     assert "held out (1 prompts)" in table and "tokenizer" in table
+
+
+def test_switch_scoring_is_honest_on_ground_truth():
+    from flashvideo.evaluate_stream import AFTER, SWITCH_AT, new_motion, switch_result
+
+    times = list(range(SWITCH_AT + AFTER))
+    hits = []
+    for i, (c, s, m) in enumerate(shapes.TRAIN_COMBOS[::7]):
+        new = new_motion(c, s, m, i)
+        truth = shapes.render(c, s, m, i, times, switches=[(SWITCH_AT - 1, new)])
+        hits.append(switch_result(truth, new))
+        teleport = truth.copy()
+        teleport[SWITCH_AT:] = np.roll(truth[SWITCH_AT:], 20, axis=2)       # the object jumps at the switch
+        assert switch_result(teleport, new)[1], (c, s, m, new)
+        ignored = shapes.render(c, s, m, i, times)                            # keeps the old motion
+        assert not switch_result(ignored, new)[0] or new.startswith("moves") == m.startswith("moves") is False
+    assert all(f and not j for f, j in hits), hits

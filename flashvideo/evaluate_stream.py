@@ -1,0 +1,104 @@
+"""Eval of endless streams (`flashvideo.endless`): does quality hold with length, and do prompt switches work?
+
+* length -- 64-key-frame streams: the eval's measures (`evaluate.video_scores`) on the first and the last
+  8 key frames. Serial numbers go round four times in such a stream (16 per cycle), so this is where a
+  model tied to its trained length would show it.
+* switches -- streams that change the motion after key frame `SWITCH_AT` (e.g. "moves right" -> "grows",
+  same object): does the motion follow the new prompt within one key frame (the first or second step
+  under the new prompt covers at least `FORWARD` of the world's step), and is there no jump at the switch
+  (the object's travel and size change at that step are at most `JUMP` times the world's step, its area
+  within a factor 1.5)?
+"""
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from .data import shapes
+from .endless import EndlessStream
+from .evaluate import FORWARD, spread, summarise, video_scores
+
+SWITCH_AT = 4      # key frames under the first prompt
+AFTER = 3          # key frames under the second
+JUMP = 2.0         # a step that travels (or resizes) more than this many world steps is a jump
+
+
+def _key_frames(stream: EndlessStream, n: int) -> list[np.ndarray]:
+    return [ev.image for ev in stream.frames(n)]
+
+
+def length_scores(pipe, combos, seed: int = 0, key_frames: int = 64, window: int = 8, **sampling) -> dict:
+    first, last = [], []
+    for i, (c, s, m) in enumerate(tqdm(combos, desc=f"stream of {key_frames}", leave=False)):
+        stream = EndlessStream(pipe, shapes.make_prompt(c, s, m), interp_frames=0, seed=seed + i, batch_pairs=8,
+                               **sampling)
+        frames = np.stack(_key_frames(stream, key_frames))
+        t = list(range(window))
+        first.append(video_scores(frames[:window], t, c, s, m))
+        last.append(video_scores(frames[-window:], t, c, s, m))
+    return {"first": summarise(first), "last": summarise(last), "key_frames": key_frames, "window": window}
+
+
+def _progress(m: dict, motion: str, size: int) -> np.ndarray:
+    """Per-step progress along `motion` in px at size 64 (travel, or size change)."""
+    st = shapes.steps(m, size)
+    k = size / 64
+    if motion in ("grows", "shrinks"):
+        return (1 if motion == "grows" else -1) * st["ds"] / k
+    vx, vy = shapes._VELOCITY[motion]
+    return (vx * st["dx"] + vy * st["dy"]) / k
+
+
+def switch_result(frames: np.ndarray, new: str) -> tuple[bool, bool]:
+    """(follows, jump) for key frames whose prompt changes to motion `new` from frame SWITCH_AT on."""
+    m = shapes.measure(frames)
+    size = frames.shape[1]
+    k = size / 64
+    world = shapes.GROWTH if new in ("grows", "shrinks") else shapes.SPEED
+    after = np.nan_to_num(_progress(m, new, size)[SWITCH_AT - 1:SWITCH_AT + 1])  # first two steps under `new`
+    st, j = shapes.steps(m, size), SWITCH_AT - 1
+    travel, ds = np.hypot(st["dx"][j], st["dy"][j]) / k, abs(st["ds"][j]) / k
+    area = m["area"][j:j + 2]
+    jump = (not np.isfinite(travel) or travel > JUMP * shapes.SPEED or ds > JUMP * shapes.GROWTH
+            or area.min() == 0 or area.max() / area.min() > 2.0)
+    return bool((after >= FORWARD * world).any()), bool(jump)
+
+
+def switch_scores(pipe, n: int = 24, seed: int = 0, **sampling) -> dict:
+    """Switch the motion of `n` trained objects after `SWITCH_AT` key frames; score the switches."""
+    follows = jumps = 0
+    combos = spread(shapes.TRAIN_COMBOS, n)
+    for i, (c, s, m) in enumerate(tqdm(combos, desc="prompt switches", leave=False)):
+        new = new_motion(c, s, m, i)
+        stream = EndlessStream(pipe, shapes.make_prompt(c, s, m), interp_frames=0, seed=seed + i, batch_pairs=1,
+                               **sampling)
+        frames = _key_frames(stream, SWITCH_AT)
+        stream.prompt = shapes.make_prompt(c, s, new)
+        f, j = switch_result(np.stack(frames + _key_frames(stream, AFTER)), new)
+        follows, jumps = follows + f, jumps + j
+    return {"switches": n, "follow_within_one": follows / n, "jumps": jumps / n}
+
+
+def new_motion(colour: str, shape: str, motion: str, i: int) -> str:
+    """The i-th other motion trained for this object (a switch never leads into a held-out combination)."""
+    others = [o for c, s, o in shapes.TRAIN_COMBOS if (c, s) == (colour, shape) and o != motion]
+    return others[i % len(others)]
+
+
+def evaluate_streams(pipe, *, long: int = 4, switches: int = 24, seed: int = 0, **sampling) -> dict:
+    return {"length": length_scores(pipe, spread(shapes.ALL_COMBOS, long), seed, **sampling),
+            "switches": switch_scores(pipe, switches, seed, **sampling)}
+
+
+def markdown_rows(r: dict) -> list[tuple[str, str]]:
+    pct = "{:.0%}".format
+    lg, sw = r["length"], r["switches"]
+    a, b = lg["first"], lg["last"]
+    return [
+        (f"{lg['key_frames']}-key-frame streams, first vs last {lg['window']} key frames: colour / shape / motion",
+         f"{pct(a['colour'])} / {pct(a['shape'])} / {pct(a['motion'])} vs {pct(b['colour'])} / {pct(b['shape'])} / {pct(b['motion'])}"),
+        (f"{lg['key_frames']}-key-frame streams, first vs last {lg['window']} key frames: steps forward / flicker",
+         f"{pct(a['forward_steps'])} / {pct(a['flicker_frames'])} vs {pct(b['forward_steps'])} / {pct(b['flicker_frames'])}"),
+        (f"prompt switches ({sw['switches']}): motion follows within one key frame / jump at the switch",
+         f"{pct(sw['follow_within_one'])} / {pct(sw['jumps'])}"),
+    ]
