@@ -261,6 +261,34 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
     }
 
 
+SWEEP = [dict(temperature=1.0), dict(temperature=0.8), dict(temperature=0.6), dict(temperature=0.8, top_k=8),
+         dict(temperature=0.6, top_k=8), dict(temperature=0.8, guidance_scale=2.0), dict(temperature=0.6, guidance_scale=2.0)]
+
+
+def sampling_sweep(pipe, settings: list[dict] = SWEEP, n: int = 24, seed: int = 0) -> list[dict]:
+    """The eval's main measures for each sampling setting, on `n` training combinations (4 key frames,
+    3 in-between, rho = 0.2): the table the defaults were chosen from."""
+    combos = spread(shapes.TRAIN_COMBOS, n)
+    rows = []
+    for kw in settings:
+        scores = summarise(generated(pipe, combos, seed, f"sweep {kw}", inherit_ratio=0.2, **kw))
+        rows.append({"settings": kw, **{k: scores[k] for k in ("colour", "shape", "motion", "forward_steps",
+                                                               "net_within_25", "area_cv_median", "flicker_frames",
+                                                               "garbled_frames")}})
+    return rows
+
+
+def sweep_markdown(rows: list[dict]) -> str:
+    pct = "{:.0%}".format
+    lines = ["| sampling | colour / shape / motion | steps forward | net within ±25 % | area CV | flicker | garbled |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
+        lines.append(f"| {name} | {pct(r['colour'])} / {pct(r['shape'])} / {pct(r['motion'])} | {pct(r['forward_steps'])} | "
+                     f"{pct(r['net_within_25'])} | {r['area_cv_median']:.3f} | {pct(r['flicker_frames'])} | {r['garbled_frames']} |")
+    return "\n".join(lines)
+
+
 def to_markdown(r: dict) -> str:
     a, h, al, lg = r["seen"], r["heldout"], r["all"], r["long"]
     p, i0, i5, tok, inh = r["prediction"], r["interpolation_rho0"], r["interpolation_rho05"], r["tokenizer"], r["inheritance"]
