@@ -70,6 +70,7 @@ def cmd_generate(args) -> None:
     from . import demo
     from .pipeline import FlashVideoPipeline, Video
     from .sampler import MAX_TEMPERATURE, SamplingSettings
+    from .timeline import Timeline
 
     demo.limit_image_decoding()
     outs = check_outputs(args.out, args.fps, args.scale)
@@ -92,7 +93,7 @@ def cmd_generate(args) -> None:
                                 guidance_scale=args.guidance_scale)
     pipe.check_settings(key_frames, interp_frames, args.inherit_ratio, seed=args.seed, sampling=sampling,
                         negative_prompt=args.negative_prompt)
-    n = key_frames + (key_frames - 1) * interp_frames
+    n = Timeline(key_frames, interp_frames).n_frames
     side = c.image_size * args.scale
     if n * side * side * 3 > MAX_OUTPUT_BYTES:
         raise ValueError(f"--scale {args.scale}: {n} frames of {side}x{side} px would take "

@@ -38,10 +38,6 @@ class Layout:
     def frame_len(self) -> int:
         return self.header_len + self.config.frame_tokens
 
-    def max_len(self) -> int:
-        """Longest sequence: all key frames, or the densest interpolation."""
-        return self.frame_len * max(self.config.max_key_frames, self.config.max_interp_frames + 2)
-
     def text_block(self, text_ids) -> torch.Tensor:
         """Prompt word ids (1..n_text-1) -> (text_len,) unified ids, padded."""
         c = self.config
@@ -104,11 +100,6 @@ class Layout:
         """a, b (grid, grid); middle (n, grid, grid), -1 where unknown -> ((n+2) * frame_len,)."""
         frames = torch.cat([a[None], b[None], middle])
         return self._slots(INTERP, text, self.interp_sns(len(middle)), frames)
-
-    @staticmethod
-    def interp_time_order(n: int) -> list[int]:
-        """Slot of each frame in time order: A, F_2..F_(n+1), B  ->  [0, 2, 3, .., n+1, 1]."""
-        return [0] + list(range(2, n + 2)) + [1]
 
     # ---- positions and teacher forcing -----------------------------------------------------
     def code_positions(self, slot: int) -> slice:

@@ -23,6 +23,7 @@ from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, to
 from .retnet import RetNet
 from .sampler import SamplingSettings
 from .sampling import Decoder
+from .timeline import Timeline
 from .tokenizer import Tokenizer, as_rgb_frame, load_tokenizer
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes"
@@ -285,25 +286,25 @@ class FlashVideoPipeline:
             labels = region_labels(regions) if regions is not None else None
             return FrameEvent(index, kind, self.tokenizer.decode_frames(codes[None])[0], labels, stats)
 
-        stride = interp_frames + 1
+        timeline = Timeline(key_frames, interp_frames)
         keys = []
         for k, codes in enumerate(self.key_frame_codes(text, key_frames, seed, given, sampling=sampling,
                                                        negative=negative, counts=counts)):
             keys.append(codes)
-            yield event(k * stride, "key", codes)
+            yield event(timeline.key_index(k), "key", codes)
         if interp_frames == 0:
             return
         for p, j, codes, regions in self.interpolation_codes(text, keys, interp_frames, inherit_ratio, seed,
                                                             sampling=sampling, negative=negative, radius=radius,
                                                             batch_pairs=batch_pairs, counts=counts):
-            ev = event(p * stride + j, "interpolated", codes, regions)
+            ev = event(timeline.interp_index(p, j), "interpolated", codes, regions)
             inherited_total = ev.stats["total_inherited"]
             yield ev
 
     def __call__(self, prompt: str, key_frames: int = 4, interp_frames: int = 3, **kwargs) -> Video:
         """The whole video (`stream`'s keywords: inherit_ratio, seed, first_frame, sampling, guidance, ...)."""
         return Video.collect(self.stream(prompt, key_frames=key_frames, interp_frames=interp_frames, **kwargs),
-                             key_frames + (key_frames - 1) * interp_frames)
+                             Timeline(key_frames, interp_frames).n_frames)
 
 
 def load_model(folder: Path) -> RetNet:

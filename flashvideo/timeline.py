@@ -30,8 +30,13 @@ class Timeline:
         return self.key_frames + (self.key_frames - 1) * self.interp_frames
 
     @property
+    def n_pairs(self) -> int:
+        """Key-frame pairs, each interpolated on its own (they decode as one batch)."""
+        return self.key_frames - 1
+
+    @property
     def n_interpolated(self) -> int:
-        return (self.key_frames - 1) * self.interp_frames
+        return self.n_pairs * self.interp_frames
 
     def key_index(self, k: int) -> int:
         """Time-order index of key frame k (0-based)."""
@@ -59,5 +64,5 @@ class Timeline:
         interpolation with all pairs in lockstep."""
         keys = [self.key_index(k) for k in range(self.key_frames)]
         between = [self.interp_index(p, j) for j in range(1, self.interp_frames + 1)
-                   for p in range(self.key_frames - 1)]
+                   for p in range(self.n_pairs)]
         return keys + between

@@ -9,6 +9,7 @@ import torch
 from ..config import FlashVideoConfig
 from ..pipeline import DEFAULT_CHECKPOINT, FlashVideoPipeline
 from ..retnet import RetNet
+from ..timeline import Timeline
 from ..tokenizer import VQTokenizer, VQVAE, WordTokenizer
 from .common import Settings, fmt_s, median
 
@@ -61,7 +62,7 @@ def section_demo(s: Settings) -> dict:
         run()
     total, first = median([r["total"] for r in runs]), median([r["first"] for r in runs])
     stats = runs[-1]["stats"]
-    frames = K + (K - 1) * n
+    frames = Timeline(K, n).n_frames
     return {"weights": weights, "step": pipe.model.step_backend, "prompt": s.demo_prompt, "key_frames": K, "interp_frames": n, "frames": frames,
             "image_size": pipe.config.image_size, "grid": pipe.config.grid, "seconds": total,
             "time_to_first_frame": first, "seconds_per_frame": total / frames, "fps": frames / total,

@@ -12,6 +12,7 @@ import torch
 from ..config import FlashVideoConfig
 from ..pipeline import FlashVideoPipeline, child_seed
 from ..retnet import RetNet
+from ..timeline import Timeline
 from .common import TEXT_IDS, Settings, fmt_s, model_config, time_call, tiny_tokenizer
 
 
@@ -40,8 +41,9 @@ def section_interp(s: Settings) -> dict:
     layout = pipe.layout
     text = layout.text_block(TEXT_IDS)
     keys = moving_object_keys(config, s.key_frames)
-    n, P = s.interp_frames, s.key_frames - 1
-    frames = P * n
+    timeline = Timeline(s.key_frames, s.interp_frames)
+    n, P = timeline.interp_frames, timeline.n_pairs
+    frames = timeline.n_interpolated
     rows, warmed = [], set()
     for rho in s.rhos:
         # the regions the pipeline will draw (same seeds), for the union-of-positions report
