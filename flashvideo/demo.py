@@ -283,8 +283,8 @@ FILE_KEYS = {"path", "url", "size", "orig_name", "mime_type", "is_stream", "meta
 
 
 def upload_path(payload, upload_dir, uploads=None) -> str | None:
-    """The server path of a first-frame upload, or None for no first frame. ValueError (never naming a
-    path) unless `payload` is a Gradio file payload whose path is a regular file of at most
+    """The server path of a first-frame upload (as Gradio recorded it), or None for no first frame.
+    ValueError (never naming a path) unless `payload` is a Gradio file payload whose path is a regular file of at most
     MAX_UPLOAD_BYTES inside `upload_dir` (symlinks resolved) and, when `uploads` is given (the paths
     Gradio's upload route received), one of them. A raw server path, a URL, a data: URL, a bare value
     or a path outside the upload folder is refused before anything opens it."""
@@ -300,9 +300,8 @@ def upload_path(payload, upload_dir, uploads=None) -> str | None:
     if not isinstance(path, str) or not path or "\x00" in path or len(path) > 4096:
         raise ValueError(f"first frame must be an uploaded file, got a file entry without a usable path: {FIRST_FRAME_HELP}")
     root = os.path.realpath(upload_dir)
-    real = os.path.realpath(path)
-    if not real.startswith(root + os.sep) or (uploads is not None and os.path.abspath(path) not in uploads
-                                              and real not in uploads):
+    path, real = os.path.abspath(path), os.path.realpath(path)
+    if not real.startswith(root + os.sep) or (uploads is not None and path not in uploads and real not in uploads):
         raise ValueError(f"first frame: that file was not uploaded to this app: {FIRST_FRAME_HELP}")
     try:
         st = os.stat(real)
@@ -313,7 +312,7 @@ def upload_path(payload, upload_dir, uploads=None) -> str | None:
         raise ValueError(f"first frame: that upload is not a file: {FIRST_FRAME_HELP}")
     if st.st_size > MAX_UPLOAD_BYTES:
         raise ValueError(f"first frame is {st.st_size / 2**20:.1f} MB; at most {MAX_UPLOAD_BYTES // 2**20} MB")
-    return real
+    return path
 
 
 def limit_image_decoding(max_pixels: int = MAX_UPLOAD_PIXELS) -> None:

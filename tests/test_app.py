@@ -2,6 +2,7 @@
 streaming, the finished video, token-region views, stats, bad input, and the logic in flashvideo.demo."""
 import importlib.util
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -366,3 +367,29 @@ def test_outputs_are_stored_once_and_the_cache_is_bounded(served, tmp_path):
     assert lib.prune_cache(files, max_bytes=20000) == 0              # under the cap: nothing goes
     assert lib.prune_cache(files, max_bytes=5000, keep=[files / "f0"]) == 6000   # down to 80 %, oldest first
     assert sorted(p.name for p in files.iterdir()) == ["f0", "f7", "f8", "f9"]
+
+
+def test_upload_path_accepts_only_recorded_uploads(tmp_path):
+    real = tmp_path / "real-uploads"
+    (real / "abc").mkdir(parents=True)
+    folder = tmp_path / "uploads"                      # the upload folder may sit behind a symlink
+    folder.symlink_to(real)
+    image = folder / "abc" / "x.png"
+    Image.new("RGB", (4, 4)).save(image)
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    (real / "abc" / "link.png").symlink_to(secret)     # inside the folder, pointing outside
+    uploads = {str(image)}
+    assert lib.upload_path({"path": str(image)}, folder, uploads) == str(image)
+    assert lib.upload_path({"path": str(folder / "abc" / ".." / "abc" / "x.png")}, folder, uploads) == str(image)
+    assert lib.upload_path(None, folder, uploads) is None
+    for payload, message in [({"path": str(folder / "abc" / "link.png")}, "not uploaded to this app"),
+                             ({"path": str(secret)}, "not uploaded to this app"),
+                             ({"path": str(image)}, "not uploaded to this app"),      # not recorded (below)
+                             ({"url": "data:image/png;base64,AAAA"}, "data: URLs are not accepted"),
+                             ({"path": "https://example.com/x.png"}, "URLs and data: URLs are not accepted"),
+                             ({"path": str(image), "evil": 1}, "must be an uploaded file or nothing"),
+                             ("/etc/passwd", "got text"), (5, "got 5")]:
+        with pytest.raises(ValueError, match=re.escape(message)) as e:
+            lib.upload_path(payload, folder, uploads if payload != {"path": str(image)} else set())
+        assert str(tmp_path) not in str(e.value)
