@@ -45,7 +45,7 @@ def test_fuzz_every_refusal_is_ours_and_no_server_file_is_read(fuzz_app, tiny_pi
     fifo = work / "pipe.png"
     if not fifo.exists():
         os.mkfifo(fifo)
-    cases, canaries = fuzzkit.build_cases(SEED, assets, upload_dir, url, n_random=40, fifo=fifo)
+    cases, canaries = fuzzkit.build_cases(SEED, assets, upload_dir, url, n_random=20, fifo=fifo)
     audit = fuzzkit.OpenAudit(canaries)
     capfd.readouterr()
     t0 = time.perf_counter()
