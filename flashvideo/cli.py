@@ -112,40 +112,28 @@ def cmd_generate(args) -> None:
 
 
 def cmd_train_tokenizer(args) -> None:
-    import itertools
+    """Train the tokenizer backend `args.backend` (default "vq"; any name in `tokenizer.TOKENIZERS`) on the
+    world's frames, score it on the world's held-out frames, and write it with its metrics."""
     import json
     from pathlib import Path
 
-    import numpy as np
+    from .tokenizer import WordTokenizer, tokenizer_class
+    from .train_tokenizer import evaluate_tokenizer
+    from .world import frame_stream, make_world
 
-    from .tokenizer import VQTokenizer, WordTokenizer
-    from .train import frame_stream, make_source
-    from .train_tokenizer import evaluate_tokenizer, train_tokenizer
-
-    source = make_source(args.data, args.image_size)
+    world = make_world(args.data, args.image_size)
+    backend = tokenizer_class(getattr(args, "backend", "vq"))
     vq_kwargs = dict(image_size=args.image_size, downsample=args.downsample, n_codes=args.codes,
                      code_dim=args.code_dim, channels=args.channels)
-    vq, metrics = train_tokenizer(frame_stream(source, args.seed), vq_kwargs=vq_kwargs, steps=args.steps,
-                                  batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    held = heldout_frames(args.data, source, args.image_size)
-    report = {"train": {k: v for k, v in metrics.items() if k != "history"}, "heldout": evaluate_tokenizer(vq, held)}
+    tokenizer, metrics = backend.train(frame_stream(world, args.seed), WordTokenizer(world.vocabulary(), slots=world.grammar()),
+                                       vq_kwargs=vq_kwargs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                       seed=args.seed)
+    report = {"train": {k: v for k, v in metrics.items() if k != "history"},
+              "heldout": evaluate_tokenizer(tokenizer, world.heldout_frames())}
     out = Path(args.out)
-    VQTokenizer(WordTokenizer(source.vocabulary(), slots=source.grammar()), vq).save(out)
+    tokenizer.save(out)
     (out / "tokenizer_metrics.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report["heldout"]), f"-> {out}")
-
-
-def heldout_frames(data, source, size, n_clips: int = 64):
-    """Frames the tokenizer never trained on: the shapes world's held-out combinations, or the last
-    clips of a folder dataset."""
-    import numpy as np
-
-    if data == "shapes":
-        from .data import shapes
-
-        return np.concatenate([shapes.make_clip(10**9 + i, [0, 2.5, 5], "heldout", size).frames
-                               for i in range(n_clips)])
-    return np.concatenate([source.data[i].frames[::4] for i in range(max(0, len(source.data) - 8), len(source.data))])
 
 
 def cmd_train(args) -> None:

@@ -37,17 +37,19 @@ from tqdm import tqdm
 from .data import shapes
 from .regions import INHERITABLE
 from .timeline import Timeline
+from .world import ShapesWorld
 
-EXAMPLES = ["a red circle moves right", "a blue square grows", "a yellow triangle moves down",
-            "a green circle moves left", "a white square shrinks", "a cyan triangle moves up"]
+EXAMPLES = ShapesWorld().example_prompts(6)   # the inheritance prompts: the world's examples, as in the app
 FORWARD = 0.25          # a step goes the prompted way when it covers at least this share of the world's step
 GARBLED_STRAY = 0.2     # share of loud pixels outside the object above which a frame is garbled
 GARBLED_AREA = 2.0      # area this many times above or below the video's median: garbled (moving objects)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+def psnr(a, b, peak: float = 255.0) -> float:
+    """PSNR in dB of two images or stacks of them (arrays or CPU tensors); `peak` is the value range
+    (255 for uint8 pixels, 2 for [-1, 1]). The one PSNR of the package (eval, tokenizer training)."""
+    mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * math.log10(peak ** 2 / mse)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,9 +1,14 @@
 """Tokenizers: prompts -> word ids, frames -> grids of VQ codes and back.
 
-Two backends share the `Tokenizer` interface:
+Backends share the `Tokenizer` interface and are found by name in `TOKENIZERS`, the registry that
+`load_tokenizer` reads: the name is the "backend" field of the checkpoint's tokenizer.json.
   * "vq"    - `VQTokenizer`: a word-level text tokenizer plus a small patch-local VQ-VAE
               (64x64 frame -> 8x8 codes by default; a code depends only on its own 8x8 patch). Stored as tokenizer.json + tokenizer.safetensors.
   * "icetk" - `IcetkTokenizer`: CogVideo's icetk (optional, needs torchvision and downloaded weights).
+
+A new backend is a `Tokenizer` subclass decorated with `@register_tokenizer("name")`: it writes
+{"backend": "name", ...} into tokenizer.json in `save`, reads it back in the classmethod `load`, and
+may offer `train` (what `python -m flashvideo train-tokenizer` calls).
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ from PIL import Image
 
 MAX_IMAGE_SIDE = 8192
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-BACKENDS = ("vq", "icetk")
 
 
 # ----------------------------------------------------------------------------- images
@@ -416,27 +420,50 @@ def _build_vq(kwargs: dict, weights: Path, source: Path) -> VQVAE:
     return vq.eval()
 
 
-def load_vq(folder, name: str = "vq") -> VQVAE:
-    """Inverse of `save_vq` (safetensors only)."""
-    folder = Path(folder)
-    meta = _read_json(folder / f"{name}.json")
-    return _build_vq(meta.get("vq"), folder / f"{name}.safetensors", folder / f"{name}.json")
-
-
 # ----------------------------------------------------------------------------- tokenizer interface
 
 class TokenizerUnavailable(RuntimeError):
     """A tokenizer backend cannot be loaded on this machine."""
 
 
+TOKENIZERS: dict[str, type] = {}   # backend name (tokenizer.json's "backend") -> Tokenizer subclass
+
+
+def register_tokenizer(name: str):
+    """Class decorator: `load_tokenizer` (and `train-tokenizer`) find the class by this backend name."""
+    def add(cls):
+        cls.backend = name
+        TOKENIZERS[name] = cls
+        return cls
+    return add
+
+
+def tokenizer_class(name) -> type:
+    """The registered Tokenizer subclass for a backend name; ValueError listing the names otherwise."""
+    if not isinstance(name, str) or name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer backend {str(name)[:40]!r}; choose one of {list(TOKENIZERS)}")
+    return TOKENIZERS[name]
+
+
 class Tokenizer(ABC):
     """Interface: text <-> ids in [1, n_text) (0 = pad), uint8 frames (T,H,W,3) <-> codes (T,grid,grid)."""
 
+    backend: str = ""                  # the registry name, set by `register_tokenizer`
     image_size: int
     grid: int
     n_codes: int
     n_text: int
     batch_size: int = 64
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict | None, **tokenizer_args) -> "Tokenizer":
+        """Read the tokenizer `save` wrote into folder; meta is its parsed tokenizer.json (None if absent)."""
+        raise NotImplementedError(f"the {cls.backend!r} tokenizer cannot be loaded from a folder")
+
+    @classmethod
+    def train(cls, frames, words: "WordTokenizer", **options) -> tuple["Tokenizer", dict]:
+        """Train on an iterator of uint8 frame arrays (N,H,W,3); returns (tokenizer, metrics)."""
+        raise ValueError(f"the {cls.backend!r} tokenizer cannot be trained here")
 
     @abstractmethod
     def encode_text(self, prompt: str) -> list[int]:
@@ -491,6 +518,7 @@ class Tokenizer(ABC):
         return x.permute(0, 2, 3, 1).numpy()
 
 
+@register_tokenizer("vq")
 class VQTokenizer(Tokenizer):
     """WordTokenizer for prompts + VQVAE for frames; saved as tokenizer.json + tokenizer.safetensors."""
 
@@ -501,9 +529,6 @@ class VQTokenizer(Tokenizer):
 
     def encode_text(self, prompt: str) -> list[int]:
         return self.words.encode(prompt)
-
-    def decode_text(self, ids) -> str:
-        return self.words.decode(ids)
 
     @property
     def vocabulary(self) -> list[str]:
@@ -520,9 +545,33 @@ class VQTokenizer(Tokenizer):
         return (self.vq.decode_codes(codes) + 1) / 2
 
     def save(self, folder) -> None:
-        save_vq(self.vq, folder, "tokenizer", {"backend": "vq", **self.words.to_dict()})
+        save_vq(self.vq, folder, "tokenizer", {"backend": self.backend, **self.words.to_dict()})
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict | None, **tokenizer_args) -> "VQTokenizer":
+        source = folder / "tokenizer.json"
+        if meta is None or "vocab" not in meta:
+            raise ValueError(f"{source} is not a VQ tokenizer (backend={str((meta or {}).get('backend'))[:40]!r}, "
+                             f"needs 'vocab' and 'vq')")
+        _check_words(meta, source)
+        vq = _build_vq(meta.get("vq"), folder / "tokenizer.safetensors", source)
+        try:
+            words = WordTokenizer.from_dict(meta)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{source}: {e}") from None
+        return cls(words, vq, **tokenizer_args)
+
+    @classmethod
+    def train(cls, frames, words: WordTokenizer, **options) -> tuple["VQTokenizer", dict]:
+        """A VQ-VAE trained on `frames`: options as `flashvideo.train_tokenizer.train_tokenizer`
+        (vq_kwargs, steps, batch_size, lr, seed, ...)."""
+        from .train_tokenizer import train_tokenizer
+
+        vq, metrics = train_tokenizer(frames, **options)
+        return cls(words, vq), metrics
 
 
+@register_tokenizer("icetk")
 class IcetkTokenizer(Tokenizer):
     """CogVideo's icetk: 160x160 images <-> 20x20 codes in [0,20000); text ids (offset 20000 in icetk)
     are shifted to start at 1 so that 0 stays the padding id."""
@@ -552,9 +601,6 @@ class IcetkTokenizer(Tokenizer):
             raise ValueError(f"empty prompt {prompt!r}")
         return ids
 
-    def decode_text(self, ids) -> str:
-        return self._icetk.decode(text_ids=[int(i) - 1 + self.IMAGE_TOKENS for i in ids if int(i) != 0])
-
     @property
     def vocabulary(self) -> list[str]:
         return [self._icetk[self.IMAGE_TOKENS + i] for i in range(self.n_text - 1)]
@@ -571,7 +617,11 @@ class IcetkTokenizer(Tokenizer):
     def save(self, folder) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         with open(Path(folder) / "tokenizer.json", "w") as f:
-            json.dump({"backend": "icetk"}, f, indent=2)
+            json.dump({"backend": self.backend}, f, indent=2)
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict | None, **tokenizer_args) -> "IcetkTokenizer":
+        return cls(**tokenizer_args)      # icetk keeps its own weights (~/.icetk_models)
 
 
 MAX_VOCAB = 16384           # words in a tokenizer.json vocabulary
@@ -597,16 +647,15 @@ def _check_words(meta: dict, source: Path) -> None:
             strings(f"slots.{name}", phrases, MAX_VOCAB, longest=256)
 
 
-def load_tokenizer(folder, config) -> Tokenizer:
-    """Tokenizer for `config.tokenizer` ("vq": read from `folder`; "icetk": the optional icetk backend),
-    checked against the config's image_size / grid / n_codes / n_text. A hostile tokenizer.json or
-    tokenizer.safetensors gets a ValueError naming the file and the field (see `_build_vq`)."""
-    args = dict(config.tokenizer_args or {})
-    unknown = sorted(set(args) - {"batch_size"})
-    if unknown:
-        raise ValueError(f"unknown tokenizer_args {unknown}; supported: ['batch_size']")
-    if config.tokenizer == "vq":
-        folder = Path(folder)
+def read_tokenizer(folder, backend: str = "vq", **tokenizer_args) -> Tokenizer:
+    """The tokenizer in `folder`, by the backend its tokenizer.json names (`TOKENIZERS`). A folder without
+    tokenizer.json serves only when `backend` is "icetk" (its weights live outside the checkpoint);
+    `backend` "vq" (the default) means "as tokenizer.json says", any other name must agree with the file.
+    A hostile tokenizer.json or tokenizer.safetensors gets a ValueError naming the file and the field."""
+    folder = Path(folder)
+    if backend == "icetk" and not (folder / "tokenizer.json").exists():
+        name, meta = "icetk", None
+    else:
         if folder.is_file() or folder.suffix.lower() in PICKLE_SUFFIXES:
             if folder.suffix.lower() in PICKLE_SUFFIXES:
                 raise ValueError(f"refusing to load pickle file {folder}: tokenizers are read only from "
@@ -616,20 +665,23 @@ def load_tokenizer(folder, config) -> Tokenizer:
             raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
         source = folder / "tokenizer.json"
         meta = _read_json(source)
-        if meta.get("backend", "vq") != "vq" or "vocab" not in meta:
-            raise ValueError(f"{source} is not a VQ tokenizer (backend={str(meta.get('backend'))[:40]!r}, "
-                             f"needs 'vocab' and 'vq')")
-        _check_words(meta, source)
-        vq = _build_vq(meta.get("vq"), folder / "tokenizer.safetensors", source)
-        try:
-            words = WordTokenizer.from_dict(meta)
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{source}: {e}") from None
-        tok = VQTokenizer(words, vq, **args)
-    elif config.tokenizer == "icetk":
-        tok = IcetkTokenizer(**args)
-    else:
-        raise ValueError(f"unknown tokenizer backend {config.tokenizer!r}; choose one of {list(BACKENDS)}")
+        name = meta.get("backend", "vq")
+        if not isinstance(name, str) or name not in TOKENIZERS:
+            raise ValueError(f"{source}: unknown tokenizer backend {str(name)[:40]!r}; "
+                             f"registered: {list(TOKENIZERS)}")
+        if backend not in ("vq", name):
+            raise ValueError(f"asked for tokenizer backend {backend!r} but {source} holds backend {name!r}")
+    return TOKENIZERS[name].load(folder, meta, **tokenizer_args)
+
+
+def load_tokenizer(folder, config) -> Tokenizer:
+    """`read_tokenizer` for a model: the config's tokenizer backend and tokenizer_args, and the tokenizer
+    checked against the config's image_size / grid / n_codes / n_text (see `_build_vq` for the file checks)."""
+    args = dict(config.tokenizer_args or {})
+    unknown = sorted(set(args) - {"batch_size"})
+    if unknown:
+        raise ValueError(f"unknown tokenizer_args {unknown}; supported: ['batch_size']")
+    tok = read_tokenizer(folder, config.tokenizer, **args)
     for name in ("image_size", "grid", "n_codes"):
         if getattr(tok, name) != getattr(config, name):
             raise ValueError(f"tokenizer has {name}={getattr(tok, name)} but the config says "

@@ -31,92 +31,17 @@ from .config import FlashVideoConfig
 from .layout import Layout
 from .pipeline import FlashVideoPipeline, load_model
 from .retnet import RetNet
-from .tokenizer import Tokenizer, load_tokenizer
+from .timeline import Timeline
+from .tokenizer import Tokenizer, read_tokenizer
+from .world import World, make_world
 
 # ---------------------------------------------------------------------------------------------- data
 
 
-class ShapesSource:
-    """Clips of the built-in shapes world, training combinations only. Time is in key-frame intervals."""
-
-    def __init__(self, size: int):
-        from .data import shapes
-
-        self.shapes, self.size, self.t_max = shapes, size, shapes.T_MAX
-
-    def sample(self, rng: np.random.Generator, times) -> tuple[str, np.ndarray]:
-        clip = self.shapes.make_clip(int(rng.integers(2**62)), times, "train", self.size)
-        return clip.prompt, clip.frames
-
-    def sample_switch(self, rng: np.random.Generator, times, at: float) -> tuple[list[str], np.ndarray]:
-        """A clip whose motion changes at time `at` to another trained motion of the same object:
-        the prompt of each frame, and the frames (the object continues from where it was)."""
-        S = self.shapes
-        clip = S.make_clip(int(rng.integers(2**62)), [0], "train", self.size)
-        others = [m for c, sh, m in S.TRAIN_COMBOS if (c, sh) == (clip.colour, clip.shape) and m != clip.motion]
-        new = others[int(rng.integers(len(others)))]
-        frames = S.render(clip.colour, clip.shape, clip.motion, clip.seed, times, self.size, switches=[(at, new)])
-        prompts = [S.make_prompt(clip.colour, clip.shape, new if t >= at else clip.motion) for t in times]
-        return prompts, frames
-
-    def vocabulary(self) -> list[str]:
-        return self.shapes.vocabulary()
-
-    def grammar(self) -> dict | None:
-        return self.shapes.grammar()
-
-    def prompts(self) -> list[str]:
-        return [self.shapes.make_prompt(*c) for c in self.shapes.ALL_COMBOS]
-
-
-class FolderSource:
-    """Clips of a folder dataset; t maps to the nearest frame, the clip spanning t in [0, t_max]."""
-
-    def __init__(self, root, size: int, n_frames: int, t_max: float):
-        from .data.folder import FrameFolder, VideoFolder
-
-        root = Path(root)
-        has_videos = any(p.suffix.lower() in (".avi", ".mp4", ".gif") for p in root.rglob("*"))
-        self.data = (VideoFolder if has_videos else FrameFolder)(root, size=size, n_frames=n_frames)
-        self.t_max = t_max
-
-    def sample(self, rng, times) -> tuple[str, np.ndarray]:
-        clip = self.data[int(rng.integers(len(self.data)))]
-        frames = clip.frames
-        idx = [min(len(frames) - 1, round(t * (len(frames) - 1) / self.t_max)) for t in times]
-        return clip.prompt, frames[idx]
-
-    def vocabulary(self) -> list[str]:
-        return self.data.vocabulary()
-
-    sample_switch = None  # captions do not change within a clip
-
-    def grammar(self) -> dict | None:
-        return None  # captions are free word sequences
-
-    def prompts(self) -> list[str]:
-        return [caption for caption, _ in self.data.items]
-
-
-def make_source(data: str, size: int):
-    """"shapes" (the built-in world) or a dataset folder, whose clips span the same times as shapes clips."""
-    if data == "shapes":
-        return ShapesSource(size)
-    from .data.shapes import T_MAX
-
-    return FolderSource(data, size, n_frames=16, t_max=T_MAX)
-
-
-def frame_stream(source, seed: int = 0, per_clip: int = 4):
-    """Endless uint8 frame arrays (per_clip, H, W, 3) at random times, for tokenizer training."""
-    rng = np.random.default_rng([seed, 7])
-    while True:
-        yield source.sample(rng, sorted(rng.uniform(0, source.t_max, per_clip)))[1]
-
-
-def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
+def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
                p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0):
-    """-> tokens (B, L), targets (B, L), and a short description of the task.
+    """-> tokens (B, L), targets (B, L), and a short description of the task. Clips come from `source`,
+    any `flashvideo.world.World`.
 
     With ``batch_tokens`` the batch holds that many tokens (at least one sequence) instead of
     ``batch_size`` sequences, so long and short sequences cost about the same per step. Each
@@ -130,7 +55,8 @@ def make_batch(rng, source, tokenizer: Tokenizer, layout: Layout, batch_size: in
     if rng.random() < p_interp:
         n = int(rng.integers(1, c.max_interp_frames + 1))
         t0 = float(rng.integers(0, int(t_max)))
-        times = [t0, t0 + 1] + [t0 + j / (n + 1) for j in range(1, n + 1)]  # slot order: A, B, middle
+        t = Timeline(2, n).times
+        times = [t0 + t[0], t0 + t[-1]] + [t0 + x for x in t[1:-1]]  # slot order: A, B, middle
         generated, task = range(2, n + 2), f"interp n={n}"
     else:
         k = int(rng.integers(2, int(t_max) + 2))
@@ -189,6 +115,8 @@ class TrainConfig:
     resume: bool = False
     stop_at: int = 0                       # stop (with a checkpoint) at this step; --resume goes on
     model: dict = field(default_factory=dict)  # FlashVideoConfig overrides (d_model, n_layers, ...)
+    folder_frames: int = 16                # folder data: frames read per clip (`FolderWorld` n_frames)
+    folder_t_max: float = 0.0              # folder data: a clip spans t in [0, this]; 0 = folder_frames - 1
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -199,16 +127,13 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 
 def load_tokenizer_folder(folder) -> Tokenizer:
-    """A tokenizer folder made by `train-tokenizer`, with no model config yet."""
+    """A tokenizer folder made by `train-tokenizer`, with no model config yet: whatever backend its
+    tokenizer.json names (`tokenizer.TOKENIZERS`), with that backend's own checks."""
     folder = Path(folder)
     meta_path = folder / "tokenizer.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} is missing: train one with `python -m flashvideo train-tokenizer`")
-    meta = json.loads(meta_path.read_text())
-    vq = meta["vq"]
-    probe = FlashVideoConfig(image_size=vq["image_size"], grid=vq["image_size"] // vq["downsample"],
-                             n_codes=vq["n_codes"], n_text=len(meta["vocab"]) + 1)
-    return load_tokenizer(folder, probe)
+    return read_tokenizer(folder)
 
 
 def _optimizer(model: RetNet, tc: TrainConfig):
@@ -261,18 +186,21 @@ def load_checkpoint(out: Path, model: RetNet, opt) -> int:
     return json.loads((folder / "trainer_state.json").read_text())["step"]
 
 
-def train(tc: TrainConfig) -> Path:
+def train(tc: TrainConfig, world: World | None = None) -> Path:
+    """Train (or resume) per `tc`; returns the last checkpoint folder. Clips come from `world` if given
+    (any `flashvideo.world.World`), else from `tc.data` through `make_world`."""
     from tqdm import tqdm
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    rank, n_ranks = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     main = rank == 0
 
     tokenizer = load_tokenizer_folder(tc.tokenizer)
-    source = make_source(tc.data, tokenizer.image_size)
+    source = world or make_world(tc.data, tokenizer.image_size, n_frames=tc.folder_frames,
+                                 t_max=tc.folder_t_max or None)
     words = tokenizer.vocabulary
     missing = sorted(set(source.vocabulary()) - set(words))
     if missing:
@@ -317,7 +245,7 @@ def train(tc: TrainConfig) -> Path:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
             step += 1
-            tokens_seen += tokens.numel() * world
+            tokens_seen += tokens.numel() * n_ranks
             if main:
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}", task=task)
@@ -352,10 +280,12 @@ def train(tc: TrainConfig) -> Path:
     return out / f"step-{step:07d}"
 
 
-def write_sample(model, tokenizer, source, path: Path, prompt: str = "") -> None:
-    prompt = prompt or "a red circle moves right"
+def write_sample(model, tokenizer, source: World, path: Path, prompt: str = "") -> None:
+    prompt = prompt or source.example_prompts(1)[0]
     model.eval()
     try:
-        FlashVideoPipeline(model, tokenizer)(prompt, key_frames=4, interp_frames=1, seed=0).save(path, scale=2)
+        c = model.config
+        FlashVideoPipeline(model, tokenizer)(prompt, key_frames=min(4, c.max_key_frames),
+                                             interp_frames=min(1, c.max_interp_frames), seed=0).save(path, scale=2)
     except ValueError as e:  # e.g. a folder dataset whose words do not include the default prompt's
         print(f"sample skipped: {e}")

@@ -1,4 +1,5 @@
-"""Train the VQ-VAE frame tokenizer on uint8 frames, and measure how well it reconstructs them."""
+"""Train the VQ-VAE frame tokenizer on uint8 frames (`VQTokenizer.train` calls this), and measure how well
+any tokenizer reconstructs frames (`evaluate_tokenizer`)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from flashvideo.tokenizer import VQVAE, save_vq
+from .evaluate import psnr
+from .tokenizer import VQVAE, Tokenizer
 
 
 def _to_model(frames: np.ndarray) -> torch.Tensor:
@@ -34,21 +36,16 @@ def _batches(frames_iter, batch_size: int, size: int):
             buf, have = [allf[batch_size:]], have - batch_size
 
 
-def _psnr(mse01: float) -> float:
-    """PSNR in dB of a mean squared error measured on [0,1] pixels."""
-    return float("inf") if mse01 <= 0 else 10.0 * math.log10(1.0 / mse01)
-
-
 def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int, lr: float = 2e-3,
-                    log_every: int = 100, out_dir=None, progress: bool = True, l1_weight: float = 0.0,
+                    log_every: int = 100, progress: bool = True, l1_weight: float = 0.0,
                     restart_every: int = 50, weight_decay: float = 1e-4, seed: int = 0):
     """Train VQVAE(**vq_kwargs) for `steps` batches from frames_iter (yields uint8 (N,H,W,3)).
 
     Loss = MSE(recon, x) + l1_weight * L1(recon, x) + vq_loss, AdamW with linear warm-up then cosine decay.
     The codebook starts on encodings of the first batch; codes unused for `restart_every` steps are moved
-    onto encodings of the current batch (until 80% of training). If out_dir is given, the model is saved
-    there as vq.json + vq.safetensors (see `flashvideo.tokenizer.load_vq`).
-    Returns (vq in eval mode, metrics dict with the final running losses, train PSNR and timings)."""
+    onto encodings of the current batch (until 80% of training).
+    Returns (vq in eval mode, metrics dict with the final running losses, the PSNR of the last logged
+    batch and timings)."""
     torch.manual_seed(seed)
     vq = VQVAE(**vq_kwargs).train().to(memory_format=torch.channels_last)     # faster convs on CPU
     codebook = vq.quantizer.codebook
@@ -90,7 +87,7 @@ def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int
         run["loss"] += loss.item(); run["mse"] += mse.item(); run["vq"] += vq_loss.item(); n_run += 1
         if done % log_every == 0 or done == steps:
             rec = {"step": done, **{k: v / n_run for k, v in run.items()}}
-            rec["psnr"] = _psnr(rec["mse"] / 4.0)                                 # [-1,1] -> [0,1] scale
+            rec["psnr"] = psnr(recon.detach().clamp(-1, 1), x, peak=2.0)          # this batch, on [-1,1]
             rec["codes_used"] = int((vq.quantizer.usage > 0).sum())               # since last restart
             hist.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr']:.1f}", codes=rec["codes_used"])
@@ -105,29 +102,17 @@ def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int
                "cpu_seconds": time.process_time() - cpu_start, "restarts": restarts,
                "loss": last.get("loss"), "mse": last.get("mse"), "vq_loss": last.get("vq"),
                "train_psnr": last.get("psnr"), "history": hist}
-    vq.eval()
-    if out_dir is not None:
-        save_vq(vq, out_dir, "vq", {"metrics": {k: v for k, v in metrics.items() if k != "history"}})
-    return vq, metrics
+    return vq.eval(), metrics
 
 
-@torch.no_grad()
-def evaluate_tokenizer(vq: VQVAE, frames: np.ndarray, batch_size: int = 64) -> dict:
-    """Encode + decode uint8 frames (N,H,W,3) through the codes (rounded back to uint8).
-    Returns psnr (dB, over all pixels), codebook_usage (fraction of codes used) and codes_used."""
+def evaluate_tokenizer(tokenizer: Tokenizer, frames: np.ndarray) -> dict:
+    """Encode + decode uint8 frames (N,H,W,3) through any tokenizer's codes. Returns psnr (dB, over all
+    pixels), codebook_usage (fraction of codes used) and codes_used."""
     frames = np.asarray(frames)
-    size = vq.image_size
+    size = tokenizer.image_size
     if frames.ndim != 4 or frames.shape[1:] != (size, size, 3) or frames.dtype != np.uint8 or not len(frames):
         raise ValueError(f"expected uint8 frames (N,{size},{size},3), got {frames.shape} {frames.dtype}")
-    was_training = vq.training
-    vq.eval()
-    sq_err, used = 0.0, torch.zeros(vq.n_codes, dtype=torch.bool)
-    for i in range(0, len(frames), batch_size):
-        chunk = frames[i:i + batch_size]
-        codes = vq.encode(_to_model(chunk))                                       # (b,h,w)
-        used[codes.flatten()] = True
-        y = ((vq.decode_codes(codes) + 1) * 127.5).round()                        # (b,3,H,W) in [0,255]
-        sq_err += ((y - torch.from_numpy(chunk).permute(0, 3, 1, 2).float()) ** 2).sum().item()
-    vq.train(was_training)
-    mse01 = sq_err / frames.size / 255.0 ** 2
-    return {"psnr": _psnr(mse01), "codebook_usage": used.float().mean().item(), "codes_used": int(used.sum())}
+    codes = tokenizer.encode_frames(frames)                                       # (N,h,w)
+    used = int(len(torch.unique(codes)))
+    return {"psnr": psnr(tokenizer.decode_frames(codes), frames), "codebook_usage": used / tokenizer.n_codes,
+            "codes_used": used}

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from flashvideo.config import FlashVideoConfig
 from flashvideo.tokenizer import (VQVAE, IcetkTokenizer, TokenizerUnavailable, VQTokenizer, WordTokenizer,
-                                  as_rgb_frame, load_tokenizer, load_vq)
+                                  as_rgb_frame, load_tokenizer)
 from flashvideo.train_tokenizer import evaluate_tokenizer, train_tokenizer
 
 VOCAB = ["red", "green", "circle", "square", "moves", "left", "right"]
@@ -260,20 +260,20 @@ def test_train_tokenizer_lowers_loss_and_saves(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                   # tiny convs: one thread is as fast, and immune to a busy machine
     try:
-        vq, metrics = train_tokenizer(stream, vq_kwargs=dict(channels=16, n_codes=64, code_dim=8), steps=60,
-                                      batch_size=4, lr=3e-3, log_every=10, out_dir=tmp_path, progress=False,
-                                      restart_every=10)
+        tok, metrics = VQTokenizer.train(stream, WordTokenizer(VOCAB), vq_kwargs=dict(channels=16, n_codes=64, code_dim=8),
+                                         steps=60, batch_size=4, lr=3e-3, log_every=10, progress=False, restart_every=10)
     finally:
         torch.set_num_threads(threads)
     hist = metrics["history"]
     assert metrics["steps"] == 60 and len(hist) == 6
     assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
-    assert not vq.training
-    ev = evaluate_tokenizer(vq, shape_frames(8, rng))
+    assert not tok.vq.training and hist[-1]["psnr"] > 10
+    ev = evaluate_tokenizer(tok, shape_frames(8, rng))
     assert set(ev) == {"psnr", "codebook_usage", "codes_used"}
     assert ev["psnr"] > 10 and 0 < ev["codebook_usage"] <= 1 and ev["codes_used"] == round(ev["codebook_usage"] * 64)
-    back = load_vq(tmp_path)
-    assert torch.equal(back.encode(torch.zeros(1, 3, 64, 64)), vq.encode(torch.zeros(1, 3, 64, 64)))
+    tok.save(tmp_path)
+    back = load_tokenizer(tmp_path, small_config())
+    assert torch.equal(back.encode_frames(np.zeros((1, 64, 64, 3), np.uint8)), tok.encode_frames(np.zeros((1, 64, 64, 3), np.uint8)))
 
 
 def test_train_tokenizer_rejects_wrong_frames():

@@ -7,7 +7,8 @@
   ``caption`` argument.
 
 Each item is a `Clip` with the caption as prompt, ``n_frames`` uint8 frames ``(n_frames, size, size, 3)``
-(each frame centre-cropped to a square and resized, so frames of mixed sizes are fine), times
+(each frame through `flashvideo.tokenizer.as_rgb_frame`, the same preprocessing as a first frame at
+inference: alpha on black, centre-cropped to a square and resized, so frames of mixed sizes are fine), times
 0..n_frames-1 (every real frame counts as a key frame), seed = the item's index and no
 colour/shape/motion. A video shorter than ``n_frames`` is padded by repeating its last frame.
 
@@ -28,6 +29,7 @@ import torch
 from PIL import Image
 
 from flashvideo.data.shapes import Clip
+from flashvideo.tokenizer import as_rgb_frame
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".gif", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -51,21 +53,6 @@ def _natural_key(name: str) -> list:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def fit_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """One frame (grey, RGB or RGBA, any size) -> uint8 ``(size, size, 3)``: centre-crop to a square, resize."""
-    frame = np.asarray(frame)
-    if frame.ndim == 2:
-        frame = np.stack([frame] * 3, axis=-1)
-    frame = frame[..., :3]
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-    h, w = frame.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = Image.fromarray(np.ascontiguousarray(frame[top:top + side, left:left + side]))
-    return np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def _pad(frames: list[np.ndarray], n_frames: int) -> np.ndarray:
@@ -156,7 +143,7 @@ class VideoFolder(_FolderDataset):
         try:
             for i, frame in enumerate(reader):
                 if i % self.stride == 0:
-                    frames.append(fit_frame(frame, self.size))
+                    frames.append(as_rgb_frame(frame, self.size))
                 if i >= last:
                     break
         except Exception as error:  # a file damaged part-way: keep the frames decoded so far
@@ -240,7 +227,7 @@ class FrameFolder(_FolderDataset):
         for path in paths:
             try:
                 with Image.open(path) as image:
-                    frames.append(fit_frame(np.asarray(image.convert("RGB")), self.size))
+                    frames.append(as_rgb_frame(image, self.size))
             except Exception as error:  # damaged past the header: drop this frame
                 warnings.warn(f"skipping unreadable frame {path}: {_first_line(error)}", stacklevel=3)
         if not frames:
