@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import validation
 from .config import FlashVideoConfig
 
 KEY, INTERP = 0, 1  # task ids
@@ -41,9 +42,7 @@ class Layout:
     def text_block(self, text_ids) -> torch.Tensor:
         """Prompt word ids (1..n_text-1) -> (text_len,) unified ids, padded."""
         c = self.config
-        text_ids = list(text_ids)
-        if not text_ids:
-            raise ValueError("empty prompt: describe the video, e.g. 'a red circle moves right'")
+        text_ids = validation.check_text_ids(text_ids)
         if len(text_ids) > c.text_len:
             raise ValueError(f"prompt has {len(text_ids)} words; this model reads at most {c.text_len}")
         if not all(1 <= t < c.n_text for t in text_ids):

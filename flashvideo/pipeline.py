@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import validation
 from .config import FlashVideoConfig
 from .layout import INTERP, KEY, UNKNOWN, Layout
 from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
@@ -176,8 +177,7 @@ class FlashVideoPipeline:
         return settings
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("empty prompt: describe the video, e.g. 'a red circle moves right'")
+        validation.check_prompt(prompt)
         return self.layout.text_block(self.tokenizer.encode_text(prompt))
 
     def encode_negative(self, negative_prompt: str | None, sampling: SamplingSettings) -> torch.Tensor | None:
