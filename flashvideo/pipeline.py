@@ -27,7 +27,28 @@ from .sampling import Decoder
 from .timeline import Timeline
 from .tokenizer import Tokenizer, as_rgb_frame, load_tokenizer
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shapes"
+# The shipped default model: checkpoints/shapes of a repo checkout (or an editable install), else the copy
+# a wheel carries inside the package (pyproject.toml maps checkpoints/ to flashvideo/checkpoints/).
+DEFAULT_CHECKPOINTS = (Path(__file__).resolve().parent.parent / "checkpoints" / "shapes",
+                       Path(__file__).resolve().parent / "checkpoints" / "shapes")
+
+
+def _shipped() -> Path | None:
+    return next((f for f in DEFAULT_CHECKPOINTS if (f / "config.json").is_file()), None)
+
+
+def default_checkpoint() -> Path:
+    """The first of DEFAULT_CHECKPOINTS that holds a config.json; FileNotFoundError naming both otherwise."""
+    folder = _shipped()
+    if folder is not None:
+        return folder
+    raise FileNotFoundError(
+        "the shipped default model is not here: looked for config.json in " + " and in ".join(map(str, DEFAULT_CHECKPOINTS))
+        + ". Pass a checkpoint folder or a Hub repo id to from_pretrained (--model on the command line), or "
+        "reinstall flashvideo from a wheel or a repo checkout that holds checkpoints/shapes")
+
+
+DEFAULT_CHECKPOINT = _shipped() or DEFAULT_CHECKPOINTS[0]   # where the default was found at import time
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -93,13 +114,14 @@ class FlashVideoPipeline:
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike | None = None) -> "FlashVideoPipeline":
         """Load a checkpoint folder (config.json, model.safetensors, tokenizer files), or a Hub repo id
-        ("org/name") through huggingface_hub.snapshot_download. No argument: the shipped default.
+        ("org/name") through huggingface_hub.snapshot_download. No argument: the shipped default
+        (`default_checkpoint`: the repo's checkpoints/shapes, else the copy inside an installed package).
 
         Hostile folders are refused with a ValueError naming the file (FileNotFoundError when one is
         missing): only regular files of bounded size are read (never a pipe or a device), every config
         field is bounded, and each safetensors header is checked against the config before a tensor is
         allocated; weights holding NaN or inf are refused."""
-        folder = Path(path_or_id) if path_or_id is not None else DEFAULT_CHECKPOINT
+        folder = Path(path_or_id) if path_or_id is not None else default_checkpoint()
         if not folder.is_dir():
             name = str(path_or_id)
             if path_or_id is None or name.count("/") != 1 or name.startswith((".", "/")):
