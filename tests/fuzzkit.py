@@ -13,6 +13,14 @@ is classified:
 and every message is searched for server paths. The server side records (with an audit hook) every
 attempt to open one of the paths the fuzz sent, so a test can assert that no file outside the
 upload folder was read.
+
+Issue 9's before/after figures, for the code in --root (default: this checkout; "before" was measured
+on `git archive 965b2f7 | tar -x -C /tmp/before`):
+
+    python tests/fuzzkit.py measure [--root R] [--no-fifo]   # the fuzz against `app.py` in a child process
+    python tests/fuzzkit.py cli [--root R]                   # the issue's CLI cases
+    python tests/fuzzkit.py disk [--root R]                  # files and bytes per default job
+    python tests/fuzzkit.py checkpoints [--root R]           # tests/test_checkpoint.py's corrupt folders
 """
 from __future__ import annotations
 
@@ -545,6 +553,70 @@ def _disk(args):
         proc.wait(10)
 
 
+_LOAD_ONE = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import flashvideo.pipeline as P
+def kb(f):
+    for l in Path("/proc/self/status").read_text().splitlines():
+        if l.startswith(f + ":"): return int(l.split()[1])
+Path("/proc/self/clear_refs").write_text("5"); before = kb("VmRSS"); t0 = time.perf_counter()
+try:
+    P.FlashVideoPipeline.from_pretrained(sys.argv[2]); err = None
+except BaseException as e:
+    err = (type(e).__name__, str(e)[:300])
+print(json.dumps({"error": err, "seconds": time.perf_counter() - t0, "growth_mb": (kb("VmHWM") - before) / 1024}))
+"""
+
+
+def _checkpoints(args):
+    """tests/test_checkpoint.py's corrupt checkpoints against the code in --root, one child process per
+    case (a 6 GB address-space cap so an unfixed loader cannot take the machine down, and a timeout):
+    clean = ValueError/FileNotFoundError naming the file. Cold children: growth includes imports."""
+    import importlib.util
+    import resource
+    import shutil
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, args.root + "/tests")
+    sys.path.insert(0, args.root)
+    from conftest import make_tiny_pipeline  # noqa: E402  (the checkpoint as --root's code writes it)
+
+    spec = importlib.util.spec_from_file_location("tc", Path(__file__).resolve().parent / "test_checkpoint.py")
+    tc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tc)
+    work = Path(tempfile.mkdtemp(prefix="ckpt-figures-"))
+    saved = make_tiny_pipeline().save_pretrained(work / "ckpt")
+    files = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer.safetensors")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+    counts, worst, rows = {"clean": 0, "unclear": 0, "hangs": 0}, 0.0, []
+    for i, (name, corrupt, _) in enumerate(tc._corruptions(saved)):
+        folder = work / f"case{i:02d}"
+        shutil.copytree(saved, folder)
+        corrupt(folder)
+        try:
+            out = subprocess.run([sys.executable, "-c", _LOAD_ONE, args.root, str(folder)], capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": args.root}, preexec_fn=limit,
+                                 timeout=args.timeout)
+            lines = out.stdout.strip().splitlines()
+            r = json.loads(lines[-1]) if lines else {"error": ("crash", out.stderr[-200:]), "seconds": 0, "growth_mb": 0}
+        except subprocess.TimeoutExpired:
+            r = {"error": (f"hang ({args.timeout:g} s)", ""), "seconds": args.timeout, "growth_mb": 0}
+        kind, message = r["error"] or ("no error", "")
+        clean = kind in ("ValueError", "FileNotFoundError") and any(f in message for f in files)
+        counts["clean" if clean else "unclear"] += 1
+        counts["hangs"] += kind.startswith("hang")
+        worst = max(worst, r["growth_mb"])
+        rows.append(f"{name:30s} {r['seconds']:6.2f} s {r['growth_mb']:8.1f} MB {'clean  ' if clean else 'UNCLEAR'} "
+                    f"{kind}: {message[:90]}")
+    print("\n".join(rows))
+    print(json.dumps({"cases": len(rows), **counts, "max peak RSS growth MB": round(worst, 1)}))
+
+
 CLI_CASES = [  # issue 9's CLI cases: (name, extra arguments); {d} is a scratch folder
     ("--fps 0", ["--fps", "0"]), ("--fps -5", ["--fps", "-5"]), ("--out x.jpg", ["--out", "{d}/x.jpg"]),
     ("--scale 1000", ["--scale", "1000"]), ("--first-frame bomb", ["--first-frame", "{d}/bomb.png"]),
@@ -622,10 +694,13 @@ if __name__ == "__main__":
     k.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
     k.add_argument("--jobs", type=int, default=10)
     k.add_argument("--port", type=int, default=7873)
+    q = sub.add_parser("checkpoints", help="corrupt checkpoints against the loader in --root")
+    q.add_argument("--root", default=str(Path(__file__).resolve().parent.parent))
+    q.add_argument("--timeout", type=float, default=30)
     s = sub.add_parser("serve")
     s.add_argument("--root")
     s.add_argument("--model")
     s.add_argument("--port", type=int)
     s.add_argument("--canaries")
     a = p.parse_args()
-    {"measure": _measure, "serve": _serve, "cli": _cli, "disk": _disk}[a.cmd](a)
+    {"measure": _measure, "serve": _serve, "cli": _cli, "disk": _disk, "checkpoints": _checkpoints}[a.cmd](a)
