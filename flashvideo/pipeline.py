@@ -128,15 +128,22 @@ class FlashVideoPipeline:
                 raise FileNotFoundError(f"no checkpoint folder at {folder} (and {name!r} is not a Hub repo id 'org/name')")
             from huggingface_hub import snapshot_download
 
-            files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer.safetensors", "README.md"]
-            folder = Path(snapshot_download(name, allow_patterns=files))   # exactly these names, nothing else
+            from .hub import HUB_FILES
+
+            folder = Path(snapshot_download(name, allow_patterns=list(HUB_FILES)))   # exactly these names, nothing else
         model = load_model(folder)
         return cls(model, load_tokenizer(folder, model.config))
 
-    def save_pretrained(self, folder) -> Path:
+    def save_pretrained(self, folder, push_to_hub: bool = False, repo_id: str | None = None, **hub_kwargs) -> Path:
         """Write the folder `from_pretrained` reads. Refuses weights holding NaN or inf (they could never
         be loaded back); config.json and model.safetensors are written under temporary names and then
-        renamed into place, so a crash never leaves a half-written file under the real name."""
+        renamed into place, so a crash never leaves a half-written file under the real name.
+
+        push_to_hub=True: then write a model card (README.md: config, words, eval table) and upload the
+        folder to the Hub repo `repo_id` ("org/name"); `hub_kwargs` go to `flashvideo.hub.push_to_hub`
+        (eval_path, private, token, commit_message)."""
+        if push_to_hub and not repo_id:
+            raise ValueError("push_to_hub=True needs repo_id='org/name'")
         from safetensors.torch import save_file
 
         folder = Path(folder)
@@ -151,6 +158,10 @@ class FlashVideoPipeline:
             write(tmp)
             os.replace(tmp, folder / name)
         self.tokenizer.save(folder)
+        if push_to_hub:
+            from .hub import push_to_hub as push
+
+            push(folder, repo_id, **hub_kwargs)
         return folder
 
     def compile(self, backend: str = "torch.compile") -> bool:
