@@ -307,8 +307,9 @@ class FlashVideoPipeline:
         t0 = time.perf_counter()
         counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
         inherited_total = 0
+        timeline = Timeline(key_frames, interp_frames)
 
-        def event(index, kind, codes, regions=None):
+        def event(index, codes, regions=None):
             inherited = int((regions == INHERITABLE).sum()) if regions is not None else 0
             stats = {"seconds": time.perf_counter() - t0, "step": self.model.step_backend,
                      "tokens_sampled": 0 if (index == 0 and given is not None) else tokens - inherited,
@@ -317,20 +318,19 @@ class FlashVideoPipeline:
             if regions is not None:
                 stats["regions"] = region_counts(regions)
             labels = region_labels(regions) if regions is not None else None
-            return FrameEvent(index, kind, self.tokenizer.decode_frames(codes[None])[0], labels, stats)
+            return FrameEvent(index, timeline.kind(index), self.tokenizer.decode_frames(codes[None])[0], labels, stats)
 
-        timeline = Timeline(key_frames, interp_frames)
         keys = []
         for k, codes in enumerate(self.key_frame_codes(text, key_frames, seed, given, sampling=sampling,
                                                        negative=negative, counts=counts)):
             keys.append(codes)
-            yield event(timeline.key_index(k), "key", codes)
+            yield event(timeline.key_index(k), codes)
         if interp_frames == 0:
             return
         for p, j, codes, regions in self.interpolation_codes(text, keys, interp_frames, inherit_ratio, seed,
                                                             sampling=sampling, negative=negative, radius=radius,
                                                             batch_pairs=batch_pairs, counts=counts):
-            ev = event(timeline.interp_index(p, j), "interpolated", codes, regions)
+            ev = event(timeline.interp_index(p, j), codes, regions)
             inherited_total = ev.stats["total_inherited"]
             yield ev
 
