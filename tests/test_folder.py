@@ -66,17 +66,6 @@ def test_video_folder_stride(video_root):
         data[len(data)]
 
 
-def test_video_folder_errors(tmp_path):
-    with pytest.raises(ValueError, match="not a directory"):
-        VideoFolder(tmp_path / "missing")
-    (tmp_path / "Empty").mkdir()
-    with pytest.raises(ValueError, match=r"no usable videos under .*root/<class_name>/<video>"):
-        VideoFolder(tmp_path)
-    (tmp_path / "Empty" / "broken.mp4").write_bytes(b"")
-    with pytest.warns(UserWarning, match="broken.mp4"), pytest.raises(ValueError, match=re.escape(str(tmp_path))):
-        VideoFolder(tmp_path)
-
-
 def save_png(path, h, w, level):
     Image.fromarray(np.full((h, w, 3), level, np.uint8)).save(path)
 
@@ -117,15 +106,20 @@ def test_frame_folder(tmp_path):
     assert len(data) == 3 and data[1].prompt == "robot pushing" and data[1].frames.shape == (2, 8, 8, 3)
 
 
-def test_frame_folder_errors(tmp_path):
+@pytest.mark.parametrize("cls, bad, nothing, told", [
+    (VideoFolder, "Empty/broken.mp4", r"no usable videos under .*root/<class_name>/<video>", ["empty video file"]),
+    (FrameFolder, "clip/0.png", r"no usable frame folders under .*root/<video_name>/<frame>",
+     ["empty frame file", "none of its frames"]),
+])
+def test_folder_errors(tmp_path, cls, bad, nothing, told):
     with pytest.raises(ValueError, match="not a directory"):
-        FrameFolder(tmp_path / "missing")
-    (tmp_path / "clip").mkdir()
-    with pytest.raises(ValueError, match=r"no usable frame folders under .*root/<video_name>/<frame>"):
-        FrameFolder(tmp_path)
-    (tmp_path / "clip" / "0.png").write_bytes(b"")
+        cls(tmp_path / "missing")
+    (tmp_path / bad).parent.mkdir()
+    with pytest.raises(ValueError, match=nothing):
+        cls(tmp_path)
+    (tmp_path / bad).write_bytes(b"")
     with pytest.warns(UserWarning) as record, pytest.raises(ValueError, match=re.escape(str(tmp_path))):
-        FrameFolder(tmp_path)
+        cls(tmp_path)
     messages = [str(w.message) for w in record]
-    assert any("0.png" in m for m in messages) and any("none of its frames" in m for m in messages)
+    assert all(any(t in m for m in messages) for t in told) and any(bad.split("/")[1] in m for m in messages)
     assert all(w.filename == __file__ for w in record if w.category is UserWarning)  # point at the caller

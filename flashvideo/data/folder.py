@@ -55,6 +55,20 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def _usable(path: Path, kind: str, probe) -> bool:
+    """Whether `probe(path)` reads the file; a warning naming it when it is empty or cannot be read
+    (any decoder failure makes the file unusable: PIL and the video plugins raise many types)."""
+    if path.stat().st_size == 0:
+        warnings.warn(f"skipping empty {kind} file {path}", stacklevel=4)
+        return False
+    try:
+        probe(path)
+    except Exception as error:
+        warnings.warn(f"skipping unreadable {kind} {path}: {_first_line(error)}", stacklevel=4)
+        return False
+    return True
+
+
 def _pad(frames: list[np.ndarray], n_frames: int) -> np.ndarray:
     """Stack frames, repeating the last one up to ``n_frames``."""
     return np.stack(frames + [frames[-1]] * (n_frames - len(frames)))
@@ -119,22 +133,16 @@ class VideoFolder(_FolderDataset):
 
     @staticmethod
     def _usable(path: Path) -> bool:
-        if path.stat().st_size == 0:
-            warnings.warn(f"skipping empty video file {path}", stacklevel=3)
-            return False
-        try:
+        def first_frame(path):
             frames = iio.imiter(path)
             try:
                 next(frames)
+            except StopIteration:
+                raise ValueError("it has no frames") from None
             finally:
                 frames.close()
-        except StopIteration:
-            warnings.warn(f"skipping video {path}: it has no frames", stacklevel=3)
-            return False
-        except Exception as error:  # any decoder failure makes the file unusable
-            warnings.warn(f"skipping unreadable video {path}: {_first_line(error)}", stacklevel=3)
-            return False
-        return True
+
+        return _usable(path, "video", first_frame)
 
     def _load(self, path: Path) -> np.ndarray:
         last = (self.n_frames - 1) * self.stride
@@ -211,16 +219,11 @@ class FrameFolder(_FolderDataset):
 
     @staticmethod
     def _usable(path: Path) -> bool:
-        if path.stat().st_size == 0:
-            warnings.warn(f"skipping empty frame file {path}", stacklevel=3)
-            return False
-        try:
+        def header(path):
             with Image.open(path):  # parses the header only
                 pass
-        except Exception as error:  # PIL raises several types for bad images
-            warnings.warn(f"skipping unreadable frame {path}: {_first_line(error)}", stacklevel=3)
-            return False
-        return True
+
+        return _usable(path, "frame", header)
 
     def _load(self, paths: list[Path]) -> np.ndarray:
         frames = []
