@@ -1,4 +1,5 @@
-"""FlashVideo demo: a thin Gradio shell over FlashVideoPipeline (all logic: flashvideo/demo.py).
+"""FlashVideo demo: a thin Gradio shell over FlashVideoPipeline (logic: flashvideo/demo.py, the run:
+flashvideo/app_session.py, the pictures: flashvideo/app_view.py).
 
     python app.py                                   # http://127.0.0.1:7860, model checkpoints/shapes
     FLASHVIDEO_MODEL=org/name python app.py         # a Hub repo id or another checkpoint folder
@@ -6,7 +7,9 @@
 Frames stream in as they are decoded: the key frames first, then the frames between every pair of
 key frames (all pairs in one batch). The region view shows each in-between frame's token grid:
 which tokens differ between its key frames, which are unstable, which were inherited (copied
-instead of sampled) and which were generated although stable.
+instead of sampled) and which were generated although stable. "Continue" extends the video under a
+new prompt from its saved stream state (held per browser session), or continues an uploaded clip;
+"until stopped" runs until Stop. The /generate endpoint is also an MCP tool (`launch(mcp_server=...)`).
 
 Hostile requests (issue 9): every value of /generate reaches our checks before Gradio's (the event
 runs with preprocess=False, and `FlashVideoBlocks.preprocess_data` screens the first-frame payload
@@ -24,7 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from flashvideo import demo as lib
+from flashvideo import app_session, app_view as view, demo as lib
 from flashvideo.config import FlashVideoConfig
 from flashvideo.data import shapes
 
@@ -34,14 +37,17 @@ lib.limit_image_decoding()  # at start-up: no image of more than lib.MAX_UPLOAD_
 # our own refusals are gr.Error and are always shown.
 LAUNCH_KWARGS = dict(show_error=False, max_file_size="5mb")
 GENERATE_INPUTS = ("prompt", "first frame", "key frames", "interpolated frames", "inheritable-token ratio", "seed",
-                   "randomise seed", "temperature", "top-k")
+                   "randomise seed", "temperature", "top-k", "top-p", "guidance scale", "negative prompt", "length")
+LEGACY_INPUTS = 9                      # a request of the first 9 values gets the defaults for the rest
+DEFAULTS = (1.0, 1.0, "", lib.LENGTHS[0])
+CONTINUE_INPUTS = ("prompt", "clip", "key frames", "interpolated frames", "inheritable-token ratio", "seed",
+                   "temperature", "top-k", "top-p", "guidance scale", "negative prompt", "length")
 log = logging.getLogger("flashvideo.app")
 DESCRIPTION = """# FlashVideo: text to video with a RetNet
 Key frames are decoded first, each after the prompt and its **serial-number** token; then the frames
 between every two key frames are **interpolated**, all pairs in one batch. Tokens that are stable
 between two key frames can be **inherited** (copied, not sampled): ρ sets how many."""
-CSS = """
-.region-view img, .live-view img, .strip img { image-rendering: pixelated; }
+CSS = view.CSS + """
 #warning { border: 1px solid #f59e0b; border-radius: 8px; padding: 4px 12px; }
 """
 
@@ -69,10 +75,11 @@ def _setup_logging() -> None:
 
 
 def refuse(api: str, message: str) -> gr.Error:
-    """A user's mistake: one log line, and the message (no traceback anywhere)."""
+    """A user's mistake: one log line, and the message (no traceback anywhere). It stays on screen until
+    closed (duration=None): a second error never takes the first one's timer and vanishes with it."""
     message = " ".join(str(message).split())
     log.info("refused /%s: %s", api, message[:300])
-    return gr.Error(message, print_exception=False)
+    return gr.Error(message, duration=None, print_exception=False)
 
 
 def upload_folder(blocks: gr.Blocks) -> str:
@@ -97,18 +104,34 @@ class FlashVideoBlocks(gr.Blocks):
     which checks them all (`lib.Settings.check`)."""
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
-        if getattr(block_fn, "api_name", None) == "generate":
-            if not isinstance(inputs, list) or len(inputs) != len(GENERATE_INPUTS):
+        api = getattr(block_fn, "api_name", None)
+        if api == "generate":
+            if not isinstance(inputs, list) or len(inputs) not in (LEGACY_INPUTS, len(GENERATE_INPUTS)):
                 n = len(inputs) if isinstance(inputs, list) else 0
-                raise refuse("generate", f"request must hold {len(GENERATE_INPUTS)} values "
-                                         f"({', '.join(GENERATE_INPUTS)}), got {n}")
-            try:
-                path = lib.upload_path(inputs[1], upload_folder(self), uploaded_files(self))
-            except ValueError as e:
-                raise refuse("generate", str(e)) from None
+                raise refuse("generate", f"request must hold {len(GENERATE_INPUTS)} values ({', '.join(GENERATE_INPUTS)}) "
+                                         f"or the first {LEGACY_INPUTS} of them, got {n}")
+            inputs = list(inputs) + list(DEFAULTS[len(inputs) - LEGACY_INPUTS:])
+            inputs[1] = self._screen(api, "first frame", inputs[1])
+        elif api == "continue":
+            n_values = len(CONTINUE_INPUTS) + 1  # and the session state
+            if not isinstance(inputs, list) or len(inputs) != n_values:
+                n = len(inputs) if isinstance(inputs, list) else 0
+                raise refuse(api, f"request must hold {len(CONTINUE_INPUTS)} values ({', '.join(CONTINUE_INPUTS)}), got {n}")
+            clip = inputs[1]
+            if clip is not None and not (isinstance(clip, list) and len(clip) <= app_session.MAX_CLIP_FRAMES):
+                raise refuse(api, f"clip must be a list of at most {app_session.MAX_CLIP_FRAMES} uploaded files, "
+                                  f"or nothing, got {lib.describe(clip)}")
             inputs = list(inputs)
-            inputs[1] = None if path is None else {"path": path, "meta": {"_type": "gradio.FileData"}}
+            inputs[1] = None if not clip else [self._screen(api, "clip", c) for c in clip]
         return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+
+    def _screen(self, api: str, field: str, payload):
+        """A file payload -> a clean payload naming a file Gradio's upload route received (or None)."""
+        try:
+            path = lib.upload_path(payload, upload_folder(self), uploaded_files(self))
+        except ValueError as e:
+            raise refuse(api, str(e).replace("first frame", field, 1)) from None
+        return None if path is None else {"path": path, "meta": {"_type": "gradio.FileData"}}
 
     def queue(self, *args, **kwargs):
         """The queue, with a full-queue message that says how busy it is and to try again."""
@@ -127,6 +150,21 @@ class FlashVideoBlocks(gr.Blocks):
         return blocks
 
 
+def mcp_description(vocabulary, config) -> str:
+    """The MCP tool's description: what it makes, the words it knows, and every setting's range."""
+    return (f"Generate a short video from a text prompt with FlashVideo (a RetNet text-to-video model; "
+            f"{config.image_size}x{config.image_size} px frames). Returns the video as an MP4 (and a GIF), with the "
+            f"stats and the seed used. prompt: words from this vocabulary only: {', '.join(vocabulary) or '(model not loaded)'}"
+            f"; e.g. 'a red circle moves right'. first_frame: optional image to continue (null for none). "
+            f"key_frames: integer 2..{config.max_key_frames} (default 4). interp_frames: integer "
+            f"0..{config.max_interp_frames} frames between key frames (default 3). inherit_ratio: 0..1 (default 0.2). "
+            f"seed: integer 0..{lib.MAX_SEED}; randomize: true/false. temperature: 0 (greedy) or "
+            f"{lib.MIN_TEMPERATURE:g}..{lib.APP_MAX_TEMPERATURE:g} (default 1). top_k: 0 (off)..{config.n_codes}. "
+            f"top_p: (0, 1], 1 = off. guidance_scale: 0..{lib.APP_MAX_GUIDANCE:g}, 1 = off. negative_prompt: words "
+            f"from the vocabulary or empty (needs guidance_scale != 1). length: 'K key frames' (the only sensible "
+            f"choice for a tool call; 'until stopped' never returns).")
+
+
 def build_demo(model_id=None) -> gr.Blocks:
     """The app for one model (a folder or Hub repo id; None: $FLASHVIDEO_MODEL or checkpoints/shapes).
     If the model cannot be loaded yet, the app still builds and says why (a failed load is cached:
@@ -135,56 +173,114 @@ def build_demo(model_id=None) -> gr.Blocks:
     try:
         pipe = lib.load_pipeline(model_id)
         config, vocabulary, problem = pipe.config, pipe.tokenizer.vocabulary, None
+        step = pipe.model.step_backend
     except Exception as e:  # missing default checkpoint, bad folder, Hub unreachable: say so, keep serving
-        config, problem = FlashVideoConfig(), lib.missing_model_message(model_id, e)
+        config, problem, step = FlashVideoConfig(), lib.missing_model_message(model_id, e), "eager"
         log.warning("model not loaded: %s", " ".join(problem.split())[:300])
         vocabulary = shapes.vocabulary() if lib.model_id(model_id) is None else []
     examples, name = lib.example_prompts(vocabulary), lib.model_name(model_id)
     outputs_root = os.path.join(gr.utils.get_upload_folder(), "flashvideo")  # inside Gradio's cache: served as is
 
-    def generate(prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
-                 temperature, top_k, progress=gr.Progress()):
+    def pipeline(api):
         try:
-            pipe = lib.load_pipeline(model_id)
+            return lib.load_pipeline(model_id)
         except Exception as e:
-            raise refuse("generate", lib.missing_model_message(model_id, e)) from None
+            raise refuse(api, lib.missing_model_message(model_id, e)) from None
+
+    def failed(api, e):  # not the user's doing: the traceback goes to the log, once
+        log.exception("/%s failed", api)
+        return gr.Error(f"generating the video failed on the server ({type(e).__name__}: "
+                        f"{lib.redact_paths(str(e))[:200]}); it is logged. Try again, or change the settings.",
+                        duration=None, print_exception=False)
+
+    def finished_outputs(done):
+        return (done.view or gr.skip(), done.strip, done.markdown,
+                str(done.mp4) if done.mp4 else None,
+                gr.DownloadButton(value=str(done.gif) if done.gif else None, interactive=done.gif is not None),
+                gr.Slider(minimum=done.first, maximum=max(done.last, done.first + 1) if done.last == done.first else done.last,
+                          value=done.index, interactive=done.last > done.first),
+                gr.Button(interactive=True))
+
+    def stream_updates(session, updates, first_outputs):
+        """Session updates -> output tuples: view, strip, stats, video, gif, frame, continue, session."""
+        for up in updates:
+            if isinstance(up, app_session.Update):
+                out = (up.view, up.strip, up.status, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                if first_outputs is not None:   # the first frame of a run clears the last video and slider
+                    out, first_outputs = first_outputs(out), None
+                yield out
+            else:
+                yield (*finished_outputs(up), session)
+
+    def generate(prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
+                 temperature, top_k, top_p, guidance_scale, negative_prompt, length):
+        pipe = pipeline("generate")
         try:
             path = lib.upload_path(first_frame, upload_folder(demo), uploaded_files(demo))
             s = lib.Settings.check(pipe, prompt, key_frames, interp_frames, inherit_ratio, seed, randomize,
-                                   path, temperature, top_k)
+                                   path, temperature, top_k, top_p, guidance_scale, negative_prompt, length)
         except ValueError as e:  # the checks' messages are written for users
             raise refuse("generate", str(e)) from None
         lib.maybe_prune_cache(gr.utils.get_upload_folder(), keep=[path] if path else ())
-        try:
-            for up in lib.run(pipe, s, out_root=outputs_root, model=name):
-                if isinstance(up, lib.FrameUpdate):  # the frame slider waits for the finished video
-                    progress((up.done, up.total), desc=up.status, unit="frames")
-                    yield (up.live, up.annotated, up.info, up.strip, up.status, s.seed, gr.skip(), gr.skip(),
-                           gr.Slider(interactive=False) if up.done == 1 else gr.skip(), gr.skip())
-                else:  # finished: show the first in-between frame (or the first frame)
-                    index = min(1, s.n_frames - 1) if s.interp_frames else 0
-                    yield (*up.frame_view(index), up.markdown, s.seed, str(up.mp4),
-                           gr.DownloadButton(value=str(up.gif), interactive=True),
-                           gr.Slider(minimum=0, maximum=s.n_frames - 1, value=index, interactive=True), up)
-        except Exception as e:  # not the user's doing: the traceback goes to the log, once
-            log.exception("/generate failed")
-            raise gr.Error(f"generating the video failed on the server ({type(e).__name__}: "
-                           f"{lib.redact_paths(str(e))[:200]}); it is logged. Try again, or change the settings.",
-                           print_exception=False) from None
+        session = app_session.Session(pipe, name, outputs_root)
 
-    def show_frame(result, index):
-        if result is None:
-            raise refuse("frame_view", "frame: generate a video first, then step through its frames")
+        def clear(out):
+            return (*out[:3], None, gr.DownloadButton(value=None, interactive=False),
+                    gr.Slider(minimum=0, maximum=1, value=0, interactive=False), gr.Button(interactive=False), session)
         try:
-            return result.frame_view(index)
+            for out in stream_updates(session, session.generate(s), clear):
+                yield out[:3] + (s.seed,) + out[3:]
+        except Exception as e:
+            raise failed("generate", e) from None
+
+    def continue_video(prompt, clip, key_frames, interp_frames, inherit_ratio, seed, temperature, top_k, top_p,
+                       guidance_scale, negative_prompt, length, session):
+        """Continue the session's video under a new prompt (or an uploaded clip): UI only, not an MCP tool."""
+        pipe = pipeline("continue")
+        try:
+            s = lib.Settings.check(pipe, prompt, key_frames, interp_frames, inherit_ratio, seed, False, None,
+                                   temperature, top_k, top_p, guidance_scale, negative_prompt, length)
+            frames = app_session.read_clip([c["path"] for c in clip]) if clip else None
+            if frames is None and (session is None or session.last < 0):
+                raise ValueError("continue: generate a video first, or upload a clip to continue")
+        except ValueError as e:
+            raise refuse("continue", str(e)) from None
+        if frames is not None or session is None:
+            session = app_session.Session(pipe, name, outputs_root)
+        n = None if s.until_stopped else s.key_frames
+        try:
+            yield from stream_updates(session, session.extend(s.prompt, n, clip=frames, settings=s),
+                                      lambda out: (*out[:3], gr.skip(), gr.DownloadButton(interactive=False),
+                                                   gr.Slider(interactive=False), gr.Button(interactive=False), session))
+        except ValueError as e:  # a prompt the stream refuses mid-way: the frames so far stay
+            raise refuse("continue", str(e)) from None
+        except Exception as e:
+            raise failed("continue", e) from None
+
+    def stopped(session):
+        """After Stop: the frames made so far become the video (MP4, GIF, frame slider, Continue)."""
+        if session is None or session.run is None:
+            return (gr.skip(),) * 7
+        return finished_outputs(session.finish())
+
+    def show_frame(session, index):
+        if session is None or session.finished is None:
+            raise refuse("frame_view", "frame: generate a video first, then step through its frames")
+        f = session.finished
+        try:
+            index = lib.as_int("frame", index, f.first, f.last)
+            return session.frame_view(index)
         except ValueError as e:
             raise refuse("frame_view", str(e)) from None
+
+    for fn in (continue_video, show_frame, stopped):
+        fn._mcp_type = "none"   # UI endpoints: only /generate is an MCP tool (gradio lists `_mcp_type == "tool"`)
 
     with FlashVideoBlocks(title="FlashVideo", delete_cache=(600, 3600)) as demo:
         gr.Markdown(DESCRIPTION)
         if problem:
             gr.Markdown(f"⚠️ {problem}", elem_id="warning")
-        result = gr.State(None)
+        session = gr.State(None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 prompt = gr.Textbox(label="Prompt", value=examples[0] if examples else "", max_lines=1,
@@ -199,55 +295,91 @@ def build_demo(model_id=None) -> gr.Blocks:
                                        label="Key frames K (serial numbers)", elem_id="key-frames")
                 interp_frames = gr.Slider(0, config.max_interp_frames, value=min(3, config.max_interp_frames),
                                           step=1, label="Interpolated frames n per pair", elem_id="interp-frames")
-                inherit_ratio = gr.Slider(0, 1, value=0.5, step=0.05, label="Inheritable-token ratio ρ",
+                inherit_ratio = gr.Slider(0, 1, value=0.2, step=0.05, label="Inheritable-token ratio ρ",
                                           info="share of stable tokens copied from the key frame instead of sampled")
+                length = gr.Radio(list(lib.LENGTHS), value=lib.LENGTHS[0], label="Length",
+                                  info="K key frames, or on and on until Stop (Generate and Continue)", elem_id="length")
                 with gr.Row():
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=lib.MAX_SEED, min_width=120)
                     randomize = gr.Checkbox(True, label="Randomise seed", min_width=120)
+                with gr.Accordion("Continue the video", open=True):
+                    next_prompt = gr.Textbox(label="Next prompt", value=examples[1] if len(examples) > 1 else "",
+                                             max_lines=1, elem_id="next-prompt",
+                                             info="continues the current video from its saved state (K more key "
+                                                  "frames, or until Stop); or continues an uploaded clip")
+                    clip = gr.File(label=f"Clip to continue (optional): a GIF or MP4 (≤ {app_session.MAX_CLIP_SECONDS:g} s), "
+                                         f"or image frames; ≤ {app_session.MAX_CLIP_FRAMES} frames", file_count="multiple",
+                                   file_types=[".gif", ".mp4", ".webm", ".png", ".jpg", ".jpeg", ".webp"], height=90,
+                                   elem_id="clip")
+                    cont_btn = gr.Button("Continue", interactive=False, elem_id="continue")
                 with gr.Accordion("First frame (optional)", open=False):
                     first_frame = gr.Image(label="Predict from this image instead of text alone", type="filepath",
                                            image_mode=None, sources=["upload", "clipboard"], height=180)
                 with gr.Accordion("Advanced", open=False):
-                    temperature = gr.Slider(0, lib.APP_MAX_TEMPERATURE, value=1.0, step=0.05,
+                    temperature = gr.Slider(0, lib.APP_MAX_TEMPERATURE, value=1.0, step=0.05, elem_id="temperature",
                                             label=f"Temperature (0 = greedy, else at least {lib.MIN_TEMPERATURE:g})")
-                    top_k = gr.Slider(0, config.n_codes, value=0, step=1, label="Top-k (0 = off)")
-            with gr.Column(scale=3, min_width=480):
-                with gr.Row():
-                    live = gr.Image(label="Frame: live while decoding", format="png", height=300,
-                                    interactive=False, elem_id="live", elem_classes="live-view")
-                    regions = gr.AnnotatedImage(label="Token regions", color_map=lib.COLOR_MAP, format="png",
-                                                height=300, elem_id="regions", elem_classes="region-view")
-                frame_info = gr.Markdown("Key frames first, then the in-between frames.", label="Frame info",
-                                         elem_id="frame-info")
+                    top_k = gr.Slider(0, config.n_codes, value=0, step=1, label="Top-k (0 = off)", elem_id="top-k")
+                    top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)", elem_id="top-p")
+                    guidance = gr.Slider(0, lib.APP_MAX_GUIDANCE, value=1.0, step=0.25, elem_id="guidance",
+                                         label="Guidance scale (1 = off; each token is decoded twice when on)")
+                    negative = gr.Textbox("", label="Negative prompt (with guidance)", max_lines=1, elem_id="negative",
+                                          placeholder="e.g. a blue square: steer away from it")
+            with gr.Column(scale=3, min_width=560):
+                frame_view = gr.HTML("<div class='fv-caption'>Key frames first, then the in-between frames.</div>",
+                                     elem_id="view", min_height=330)
                 frame = gr.Slider(0, 1, value=0, step=1, label="Step through the finished video's frames",
                                   interactive=False, elem_id="frame")
-                strip = gr.Image(label="All frames in time order (blue: key frames, yellow: newest or selected)",
-                                 format="png", height=110, interactive=False, elem_id="strip", elem_classes="strip")
+                strip = gr.HTML("", elem_id="strip")
                 with gr.Row():
                     video = gr.Video(label="Video (MP4)", autoplay=True, loop=True, height=260, elem_id="video")
                     with gr.Column(min_width=200):
                         stats = gr.Markdown(label="Status and stats", elem_id="stats", min_height=60)
                         gif = gr.DownloadButton("Download GIF", interactive=False, elem_id="gif")
                         gr.Markdown(f"Model `{name}`: {config.image_size}×{config.image_size} px frames, "
-                                    f"{config.grid}×{config.grid} tokens each.")
+                                    f"{config.grid}×{config.grid} tokens each; recurrent step: **{step}**.",
+                                    elem_id="model-info")
 
+        settings = [key_frames, interp_frames, inherit_ratio, seed]
+        sampling = [temperature, top_k, top_p, guidance, negative, length]
         gen = gr.on([run_btn.click, prompt.submit], generate,
-                    inputs=[prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
-                            temperature, top_k],
-                    outputs=[live, regions, frame_info, strip, stats, seed, video, gif, frame, result],
-                    api_name="generate", concurrency_limit=1, trigger_mode="once", show_progress_on=[stats],
+                    inputs=[prompt, first_frame, *settings, randomize, *sampling],
+                    outputs=[frame_view, strip, stats, seed, video, gif, frame, cont_btn, session],
+                    api_name="generate", api_description=mcp_description(vocabulary, config),
+                    concurrency_limit=1, trigger_mode="once", show_progress="hidden",
                     preprocess=False)  # raw values: lib.Settings.check is the one judge of every field
-        stop_btn.click(None, None, None, cancels=[gen])
-        frame.change(show_frame, [result, frame], [live, regions, frame_info, strip], api_name="frame_view",
+        cont = gr.on([cont_btn.click, next_prompt.submit], continue_video,
+                     inputs=[next_prompt, clip, *settings, *sampling, session],
+                     outputs=[frame_view, strip, stats, video, gif, frame, cont_btn, session],
+                     api_name="continue", concurrency_limit=1, trigger_mode="once", show_progress="hidden",
+                     preprocess=False)
+        stop_btn.click(None, None, None, cancels=[gen, cont]).then(
+            stopped, [session], [frame_view, strip, stats, video, gif, frame, cont_btn], api_visibility="private",
+            show_progress="hidden")
+        frame.change(show_frame, [session, frame], [frame_view, strip], api_name="frame_view",
                      concurrency_limit=4, show_progress="hidden", preprocess=False)
     demo.queue(max_size=16, default_concurrency_limit=1)
     return demo
 
 
+def mcp_available() -> bool:
+    try:
+        import mcp  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def launch(demo: gr.Blocks, **kwargs):
-    """Serve on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860)."""
+    """Serve on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860), with /generate as an MCP
+    tool at /gradio_api/mcp/ when the `mcp` package (gradio[mcp]) is installed ($FLASHVIDEO_MCP=0: off)."""
     kwargs.setdefault("server_name", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     kwargs.setdefault("server_port", int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    if "mcp_server" not in kwargs:
+        wanted = os.environ.get("FLASHVIDEO_MCP", "1") != "0"
+        kwargs["mcp_server"] = wanted and mcp_available()
+        if wanted and not kwargs["mcp_server"]:
+            _setup_logging()
+            log.warning("MCP server off: the `mcp` package is not installed (pip install 'gradio[mcp]')")
     return demo.launch(**LAUNCH_KWARGS, css=CSS, **kwargs)
 
 

@@ -1,13 +1,12 @@
 """Everything the Gradio app (app.py) does besides layout: loading the model once, checking the
-inputs, streaming frames with their token-region overlays, the filmstrip, the stats and the files.
+inputs, the upload screening and the bounded output folders. The run itself (frames, continuing a
+video, files) is `flashvideo.app_session.Session`; what it draws is `flashvideo.app_view`.
 
 No gradio in here, so the CLI and the tests reach the same code as the UI:
 
     pipe = load_pipeline()                                   # cached per model id
     settings = Settings.check(pipe, "a red circle moves right", key_frames=4, interp_frames=3)
-    for update in run(pipe, settings):
-        if isinstance(update, FrameUpdate): ...              # update.live, .annotated, .strip, .status
-        else: ...                                            # Result: update.mp4, .gif, .markdown
+    for update in Session(pipe, "model", out_root).generate(settings): ...
 
 Errors a user can cause raise ValueError (or FileNotFoundError for a missing model) with a message
 meant to be shown as is: it starts with the field's name, says what is allowed, and never holds a
@@ -37,14 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FlashVideoConfig
-from .pipeline import DEFAULT_CHECKPOINT, FlashVideoPipeline, FrameEvent, Video
-from .regions import REGIONS
+from .app_view import COLOR_MAP, REGION_STYLE  # noqa: F401 (the app's colours, re-exported)
+from .pipeline import DEFAULT_CHECKPOINT, FlashVideoPipeline
+from .sampler import SamplingSettings
+from .timeline import Timeline
 
 MODEL_ENV = "FLASHVIDEO_MODEL"     # checkpoint folder or Hub repo id; unset: checkpoints/shapes
-DISPLAY_PX = 256                   # frames are enlarged (pixel repetition) to about this size
-THUMB_PX = 64                      # filmstrip thumbnails
-FPS = 8
 MAX_PROMPT_CHARS = 300
 MAX_UPLOAD_BYTES = 5 * 2**20       # the app's upload limit (launch(max_file_size="5mb"))
 MAX_UPLOAD_SIDE = 4096             # px; larger first frames are refused before they are decoded
@@ -59,15 +56,6 @@ CACHE_MAX_BYTES = 512 * 2**20      # the Gradio cache (uploads, streamed frames,
 CACHE_PRUNE_EVERY_S = 30.0         # to stay under this, at most every CACHE_PRUNE_EVERY_S seconds
 LOAD_RETRY_S = 300.0               # a Hub model that failed to load is tried again after this long
 
-# region name in the pipeline -> (label shown in the app, colour)
-REGION_STYLE = {
-    "different": ("different", "#ef4444"),
-    "unstable": ("unstable", "#f97316"),
-    "inheritable": ("inheritable", "#22c55e"),
-    "stable": ("stable (generated)", "#9ca3af"),
-}
-COLOR_MAP = {label: colour for label, colour in REGION_STYLE.values()}
-KEY_BORDER, NEWEST_BORDER, FRAME_BORDER = (96, 165, 250), (250, 204, 21), (75, 85, 99)
 
 
 # ------------------------------------------------------------------------------------ model
@@ -382,6 +370,11 @@ def load_first_frame(path, max_bytes: int = MAX_UPLOAD_BYTES):
     return image
 
 
+LENGTHS = ("K key frames", "until stopped")   # the app's length choice (first run and Continue)
+APP_MAX_GUIDANCE = 10.0
+NEGATIVE_HELP = "words the model knows, or nothing"
+
+
 @dataclass
 class Settings:
     """Checked generation settings, in the pipeline's terms."""
@@ -393,18 +386,33 @@ class Settings:
     first_frame: object = None          # PIL image or None
     temperature: float = 1.0
     top_k: int | None = None
+    top_p: float | None = None          # None: off
+    guidance_scale: float = 1.0         # 1: off
+    negative_prompt: str | None = None
+    length: str = LENGTHS[0]
 
     @property
     def n_frames(self) -> int:
-        return self.key_frames + (self.key_frames - 1) * self.interp_frames
+        return Timeline(self.key_frames, self.interp_frames).n_frames
+
+    @property
+    def until_stopped(self) -> bool:
+        return self.length == "until stopped"
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                                guidance_scale=self.guidance_scale)
 
     @classmethod
     def check(cls, pipe: FlashVideoPipeline, prompt, key_frames=4, interp_frames=3, inherit_ratio=0.2,
-              seed=0, randomize_seed=False, first_frame=None, temperature=1.0, top_k=0,
+              seed=0, randomize_seed=False, first_frame=None, temperature=1.0, top_k=0, top_p=1.0,
+              guidance_scale=1.0, negative_prompt="", length=LENGTHS[0],
               max_temperature: float = APP_MAX_TEMPERATURE) -> "Settings":
         """Raw UI/API values -> Settings, or ValueError naming the bad value and what is allowed. Cheap
-        checks first, the image last. top_k 0 means off; a first_frame is a trusted file path (the app
-        passes only `upload_path`'s result), an image, or None."""
+        checks first, the image last. top_k 0 and top_p 1 mean off; guidance 1 means off; an empty
+        negative prompt means none; a first_frame is a trusted file path (the app passes only
+        `upload_path`'s result), an image, or None."""
         c = pipe.config
         prompt = check_prompt(pipe, prompt)
         key_frames = as_int("key frames", key_frames, 2, c.max_key_frames)
@@ -415,140 +423,31 @@ class Settings:
             seed = random.randint(0, MAX_SEED)
         temperature = as_temperature(temperature, max_temperature)
         top_k = as_top_k(top_k, c.n_codes)
+        top_p = as_float("top-p", top_p, 0.0, 1.0)
+        if top_p == 0:
+            raise ValueError("top-p must be a number in (0, 1] (1 = off), got 0")
+        guidance_scale = as_float("guidance scale", guidance_scale, 0.0, APP_MAX_GUIDANCE)
+        if negative_prompt is None or negative_prompt == "" or isinstance(negative_prompt, str) and not negative_prompt.strip():
+            negative_prompt = None
+        else:
+            try:
+                negative_prompt = check_prompt(pipe, negative_prompt)
+            except ValueError as e:
+                raise ValueError("negative " + str(e)) from None
+            if guidance_scale == 1.0:
+                raise ValueError("negative prompt only acts through guidance: set the guidance scale to a value "
+                                 "other than 1 (e.g. 3), or leave the negative prompt empty")
+        if not isinstance(length, str) or length not in LENGTHS:
+            raise ValueError(f"length must be one of {', '.join(repr(x) for x in LENGTHS)}, got {describe(length)}")
         if first_frame is not None and not hasattr(first_frame, "size"):
             first_frame = load_first_frame(first_frame)
         s = cls(prompt=prompt, key_frames=key_frames, interp_frames=interp_frames, inherit_ratio=inherit_ratio,
-                seed=seed, first_frame=first_frame, temperature=temperature, top_k=top_k)
-        pipe.check_settings(s.key_frames, s.interp_frames, s.inherit_ratio, s.temperature, s.top_k, s.seed)
+                seed=seed, first_frame=first_frame, temperature=temperature, top_k=top_k,
+                top_p=None if top_p == 1.0 else top_p, guidance_scale=guidance_scale,
+                negative_prompt=negative_prompt, length=length)
+        pipe.check_settings(s.key_frames, s.interp_frames, s.inherit_ratio, seed=s.seed, sampling=s.sampling,
+                            negative_prompt=s.negative_prompt)
         return s
-
-
-# ------------------------------------------------------------------------------------ pictures
-
-def display_scale(image_size: int, target: int = DISPLAY_PX) -> int:
-    """Integer enlargement that brings a frame to about `target` px."""
-    return max(1, round(target / image_size))
-
-
-def upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """(H, W, 3) -> (H*scale, W*scale, 3) by pixel repetition (crisp, no blur)."""
-    return image.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else image
-
-
-def draw_grid(image: np.ndarray, grid: int) -> np.ndarray:
-    """Faint lines on the token-cell boundaries of a (H, W, 3) image."""
-    out = image.copy()
-    h, w = out.shape[:2]
-    for i in range(1, grid):
-        for line in (out[i * h // grid, :], out[:, i * w // grid]):
-            line[:] = (0.55 * line + 0.45 * 128).astype(np.uint8)
-    return out
-
-
-def region_names(regions) -> np.ndarray:
-    """(h, w) region names, or ids into REGIONS (numpy or torch) -> (h, w) names."""
-    regions = np.asarray(regions.cpu() if hasattr(regions, "cpu") else regions)
-    if regions.dtype.kind in "iu":
-        return np.array(REGIONS, dtype=object)[regions]
-    return regions
-
-
-def region_annotations(image: np.ndarray, regions, scale: int = 1):
-    """A frame and its (h, w) token regions -> (enlarged image with the token grid, [(mask, label)])
-    for gr.AnnotatedImage: one float mask per region (every region listed, so the legend is fixed),
-    each token cell filled lightly with a stronger outline."""
-    names = region_names(regions)
-    base = draw_grid(upscale(image, scale), names.shape[0])
-    H, W = base.shape[:2]
-    ch, cw = H // names.shape[0], W // names.shape[1]
-    if ch * names.shape[0] != H or cw * names.shape[1] != W:
-        raise ValueError(f"a {H}x{W} image does not split into a {names.shape} token grid")
-    cell = np.full((ch, cw), 0.5)
-    if min(ch, cw) >= 6:
-        cell[[0, -1], :] = cell[:, [0, -1]] = 0.95
-    annotations = [(np.kron(names == name, cell), label) for name, (label, _) in REGION_STYLE.items()]
-    return base, annotations
-
-
-def key_frame_view(image: np.ndarray, grid: int, scale: int = 1):
-    """A key frame for the region view: every token sampled, so no regions, just the grid."""
-    return draw_grid(upscale(image, scale), grid), []
-
-
-def filmstrip(frames: list, kinds: list, newest: int | None = None, thumb: int = THUMB_PX,
-              cols: int = 16, border: int = 2, gap: int = 3) -> np.ndarray:
-    """The video so far in time order, `cols` thumbnails a row: pending frames (None) dark, and a
-    border that is blue for key frames, yellow for the newest (or selected) frame, grey otherwise."""
-    size = next(f.shape[0] for f in frames if f is not None)
-    s = max(1, round(thumb / size))
-    t = size * s                                        # thumbnail side
-    cols = min(cols, len(frames))
-    rows = -(-len(frames) // cols)
-    cell = t + 2 * border + gap
-    strip = np.full((rows * cell + gap, cols * cell + gap, 3), 24, np.uint8)
-    for i, (frame, kind) in enumerate(zip(frames, kinds)):
-        y, x = (i // cols) * cell + gap, (i % cols) * cell + gap
-        inner = (slice(y + border, y + border + t), slice(x + border, x + border + t))
-        if frame is None:
-            strip[inner] = 48
-            continue
-        strip[y:y + t + 2 * border, x:x + t + 2 * border] = (
-            NEWEST_BORDER if i == newest else KEY_BORDER if kind == "key" else FRAME_BORDER)
-        strip[inner] = upscale(frame, s)
-    return strip
-
-
-# ------------------------------------------------------------------------------------ text
-
-def frame_info(index: int, kind: str, key_frames: int, interp_frames: int, counts: dict | None = None,
-               first_frame_given: bool = False) -> str:
-    """One line about a frame: which key frame it is, or which pair it lies between and its regions."""
-    n_frames = key_frames + (key_frames - 1) * interp_frames
-    stride = interp_frames + 1
-    head = f"**Frame {index}** of 0–{n_frames - 1}: "
-    if kind == "key":
-        k = index // stride + 1
-        how = "the given first frame" if (k == 1 and first_frame_given) else "decoded from the prompt"
-        return head + f"**key frame** {k} of {key_frames} (serial number {k}, {how}; no token regions)"
-    a = index // stride * stride
-    text = head + f"interpolated between the key frames at {a} and {a + stride}"
-    if counts:
-        text += " — " + " · ".join(f"{REGION_STYLE[k][0]} **{counts.get(k, 0)}**" for k in REGION_STYLE)
-    return text
-
-
-def rho0_steps(config: FlashVideoConfig, key_frames: int, interp_frames: int, first_frame: bool = False,
-               batch_pairs: bool = True) -> int:
-    """Sequential token steps the same video takes at inherit_ratio 0, when every code is sampled:
-    G*G per generated key frame, plus n*G*G for the in-between frames (all pairs decode as one batch,
-    so a position is one step for every pair; one pair at a time: (K-1)*n*G*G)."""
-    per_frame = config.frame_tokens
-    keys = (key_frames - int(first_frame)) * per_frame
-    pairs = 1 if batch_pairs else key_frames - 1
-    return keys + pairs * interp_frames * per_frame
-
-
-def stats_summary(stats: dict, n_frames: int, first_s: float, total_s: float, baseline_steps: int) -> dict:
-    """The numbers the app reports after a run. stats: the last FrameEvent's stats; first_s, total_s:
-    seconds from the start of the run to the first and to the last frame."""
-    sampled, inherited, steps = stats["total_sampled"], stats["total_inherited"], stats["total_steps"]
-    return {"frames": n_frames, "time_to_first_frame_s": first_s, "total_s": total_s,
-            "frames_per_s": n_frames / total_s if total_s > 0 else float("inf"),
-            "tokens_sampled": sampled, "tokens_inherited": inherited,
-            "inherited_share": inherited / max(1, sampled + inherited),
-            "token_steps": steps, "rho0_token_steps": baseline_steps,
-            "step_speedup": baseline_steps / max(1, steps)}
-
-
-def stats_markdown(s: dict, seed: int, model: str) -> str:
-    return "\n".join([
-        f"- time to first frame **{s['time_to_first_frame_s']:.2f} s**",
-        f"- all {s['frames']} frames in **{s['total_s']:.2f} s** ({s['frames_per_s']:.1f} frames/s)",
-        f"- tokens sampled {s['tokens_sampled']}, inherited {s['tokens_inherited']} "
-        f"({100 * s['inherited_share']:.0f} %)",
-        f"- token steps {s['token_steps']} vs {s['rho0_token_steps']} at ρ = 0: "
-        f"**{s['step_speedup']:.2f}× fewer**",
-        f"- seed {seed}, model `{model}`"])
 
 
 # ------------------------------------------------------------------------------------ files
@@ -654,82 +553,3 @@ def queue_full_message(waiting: int, limit: int | None) -> str:
 
 def slug(prompt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "video"
-
-
-# ------------------------------------------------------------------------------------ the run
-
-@dataclass
-class FrameUpdate:
-    """One decoded frame, with everything the app shows for it."""
-    event: FrameEvent
-    done: int                   # frames decoded so far
-    total: int
-    seconds: float              # since the run started
-    live: np.ndarray            # the frame, enlarged
-    annotated: tuple            # (image, [(mask, label)]) for gr.AnnotatedImage
-    info: str                   # markdown line about this frame
-    strip: np.ndarray           # filmstrip of the video so far
-
-    @property
-    def status(self) -> str:
-        return f"{self.event.kind} frame {self.event.index} · {self.done}/{self.total} · {self.seconds:.2f} s"
-
-
-@dataclass
-class Result:
-    video: Video
-    settings: Settings
-    mp4: Path
-    gif: Path
-    summary: dict
-    markdown: str
-    scale: int = 1                # display enlargement
-    grid: int = 1                 # token grid side
-
-    def frame_view(self, index):
-        """Frame `index` of the finished video as (enlarged frame, region view, info, filmstrip with
-        that frame highlighted); a key frame's region view is its plain token grid."""
-        v, s = self.video, self.settings
-        index = as_int("frame", index, 0, len(v.frames) - 1)
-        image, regions = v.frames[index], v.regions[index]
-        counts = None if regions is None else {k: int((regions == k).sum()) for k in REGION_STYLE}
-        view = (key_frame_view(image, self.grid, self.scale) if regions is None
-                else region_annotations(image, regions, self.scale))
-        return (upscale(image, self.scale), view,
-                frame_info(index, v.kinds[index], s.key_frames, s.interp_frames, counts, s.first_frame is not None),
-                filmstrip(list(v.frames), v.kinds, newest=index))
-
-
-def run(pipe: FlashVideoPipeline, settings: Settings, out_root=None, model: str = ""):
-    """Generate: yield a FrameUpdate per frame as the pipeline decodes it (key frames first), then a
-    Result with the MP4, the GIF and the stats. The filmstrip marks the newest frame."""
-    t0 = time.perf_counter()
-    s, grid = settings, pipe.config.grid
-    scale = display_scale(pipe.config.image_size)
-    T = s.n_frames
-    frames, kinds, regions = [None] * T, ["key" if i % (s.interp_frames + 1) == 0 else "interpolated"
-                                         for i in range(T)], [None] * T
-    first_s, stats = None, {}
-    for done, ev in enumerate(pipe.stream(s.prompt, key_frames=s.key_frames, interp_frames=s.interp_frames,
-                                          inherit_ratio=s.inherit_ratio, seed=s.seed, first_frame=s.first_frame,
-                                          temperature=s.temperature, top_k=s.top_k), start=1):
-        seconds = time.perf_counter() - t0
-        first_s = seconds if first_s is None else first_s
-        frames[ev.index], regions[ev.index], stats = ev.image, ev.regions, ev.stats
-        if ev.regions is None:
-            annotated = key_frame_view(ev.image, grid, scale)
-        else:
-            annotated = region_annotations(ev.image, ev.regions, scale)
-        yield FrameUpdate(ev, done, T, seconds, upscale(ev.image, scale), annotated,
-                          frame_info(ev.index, ev.kind, s.key_frames, s.interp_frames, ev.stats.get("regions"),
-                                     s.first_frame is not None),
-                          filmstrip(frames, kinds, newest=ev.index))
-    total_s = time.perf_counter() - t0
-    video = Video(np.stack(frames), kinds, regions, stats)
-    out = output_dir(out_root)
-    name = f"{slug(s.prompt)}-seed{s.seed}"
-    mp4 = video.save(out / f"{name}.mp4", fps=FPS, scale=scale)
-    gif = video.save(out / f"{name}.gif", fps=FPS, scale=scale)
-    summary = stats_summary(stats, T, first_s, total_s,
-                            rho0_steps(pipe.config, s.key_frames, s.interp_frames, s.first_frame is not None))
-    yield Result(video, s, mp4, gif, summary, stats_markdown(summary, s.seed, model or "model"), scale, grid)

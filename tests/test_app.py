@@ -3,6 +3,7 @@ streaming, the finished video, token-region views, stats, bad input, and the log
 import importlib.util
 import os
 import re
+import re
 import socket
 import time
 from pathlib import Path
@@ -18,16 +19,17 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from flashvideo import demo as lib
+from flashvideo import app_session, app_view as view, demo as lib
 from flashvideo.data import shapes
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")  # gradio's pandas use
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a red circle moves right"
 LABELS = [label for label, _ in lib.REGION_STYLE.values()]
-# generate's inputs: prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize, temperature, top_k
-# generate's outputs: live, regions, frame_info, strip, stats, seed, video, gif, frame
-LIVE, REGIONS, INFO, STRIP, STATS, SEED, VIDEO, GIF, FRAME = range(9)
+# generate's inputs: prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize, temperature, top_k,
+# and optionally top_p, guidance_scale, negative_prompt, length
+# generate's outputs: view (frame + regions + caption, one HTML block), strip, stats, seed, video, gif, frame, continue
+VIEW, STRIP, STATS, SEED, VIDEO, GIF, FRAME = range(7)  # (the Continue button is not an API output)
 
 
 def load_app():
@@ -79,41 +81,44 @@ def read(file):
     return np.asarray(Image.open(file["path"]))
 
 
+def shown(update_view):
+    """(frame, region map or None, caption text) of a view block."""
+    images = view.images_in(update_view)
+    caption = re.sub(r"<[^>]+>", "", update_view.split('id="fv-caption">')[1])
+    return images[0], (images[2] if len(images) > 2 else None), caption
+
+
 def test_generate_streams_every_frame_then_the_video(served, tiny_pipe):
     demo, url, client = served
-    K, n, scale = 3, 2, lib.display_scale(tiny_pipe.config.image_size)
+    K, n = 3, 2
     updates, job = generate(client, key_frames=K, interp_frames=n, seed=5)
     events = list(tiny_pipe.stream(PROMPT, key_frames=K, interp_frames=n, inherit_ratio=0.5, seed=5))
     T = K + (K - 1) * n
     assert len(updates) == T + 1                      # one update per frame, then the finished video
     for i, (up, ev) in enumerate(zip(updates, events)):
         assert f"{i + 1}/{T}" in up[STATS] and up[SEED] == 5
-        assert f"**Frame {ev.index}**" in up[INFO]
-        live = read(up[LIVE])                         # the pipeline's frame, enlarged by pixel repetition
-        assert live.shape == (16 * scale, 16 * scale, 3)
-        assert np.array_equal(live[::scale, ::scale], ev.image)
-        annotations = up[REGIONS]["annotations"]
+        frame, regions, caption = shown(up[VIEW])     # the frame, its regions and its caption in one block
+        assert f"Frame {ev.index} " in caption
+        assert np.array_equal(frame, ev.image)        # sent at its own size: the browser enlarges it
         if ev.kind == "key":
-            assert "key frame" in up[INFO] and annotations == []
+            assert "key frame" in caption and regions is None
             continue
-        # one mask per region, over exactly that region's token cells
-        assert [a["label"] for a in annotations] == LABELS
-        for a, name in zip(annotations, lib.REGION_STYLE):
-            alpha = read(a["image"])[..., 3]
-            cell = alpha.shape[0] // ev.regions.shape[0]
-            centres = alpha[cell // 2::cell, cell // 2::cell]
-            assert np.array_equal(centres > 0, ev.regions == name), name
-            assert f"{lib.REGION_STYLE[name][0]} **{int((ev.regions == name).sum())}**" in up[INFO]
-    assert [u[INFO].split("**")[1].split()[1] for u in updates[:K]] == ["0", "3", "6"]  # key frames first
+        expected = view.region_map(ev.regions)       # one (grid, grid) RGBA map of the regions
+        assert np.array_equal(regions, expected)
+        for name in lib.REGION_STYLE:
+            assert f"{lib.REGION_STYLE[name][0]} {int((ev.regions == name).sum())}" in caption
+    assert [re.search(r"Frame (\d+)", shown(u[VIEW])[2]).group(1) for u in updates[:K]] == ["0", "3", "6"]
+    first = updates[0]                                # a new run clears the last video and the slider
+    assert first[VIDEO] is None and first[FRAME]["interactive"] is False and first[GIF]["interactive"] is False
 
     final = updates[-1]
     assert final == tuple(job.result())
-    assert "time to first frame" in final[STATS] and "frames/s" in final[STATS]
-    steps = lib.rho0_steps(tiny_pipe.config, K, n)
-    assert f"vs {steps} at ρ = 0" in final[STATS]
+    assert "time to first frame" in final[STATS] and "frames/s" in final[STATS] and "step `eager`" in final[STATS]
+    assert "sequential token steps" in final[STATS]
     assert final[FRAME]["maximum"] == T - 1 and final[FRAME]["interactive"]
     mp4 = httpx.get(final[VIDEO]["url"], timeout=30)  # served over HTTP, and playable
     assert mp4.status_code == 200
+    scale = app_session.Session(tiny_pipe, "", None).scale
     frames = iio.imread(mp4.content, index=None, extension=".mp4")
     assert frames.shape == (T, 16 * scale, 16 * scale, 3)
     gif = iio.imread(httpx.get(final[GIF]["value"]["url"], timeout=30).content, index=None, extension=".gif")
@@ -125,11 +130,79 @@ def test_frame_slider_steps_through_the_finished_video(served, tiny_pipe):
     generate(client, key_frames=2, interp_frames=2, seed=1)  # the session keeps the finished video
     events = {ev.index: ev for ev in tiny_pipe.stream(PROMPT, key_frames=2, interp_frames=2, inherit_ratio=0.5,
                                                        seed=1)}
-    live, regions, info, strip = client.predict(2, api_name="/frame_view")
-    assert np.array_equal(read(live)[::16, ::16], events[2].image)
-    assert "interpolated" in info and [a["label"] for a in regions["annotations"]] == LABELS
-    live, regions, info, strip = client.predict(3, api_name="/frame_view")
-    assert "key frame" in info and regions["annotations"] == []
+    html, strip = client.predict(2, api_name="/frame_view")
+    frame, regions, caption = shown(html)
+    assert np.array_equal(frame, events[2].image) and regions is not None
+    assert "interpolated" in caption and "stepping through" in html and "Live" not in html
+    html, strip = client.predict(3, api_name="/frame_view")
+    assert "key frame" in shown(html)[2] and shown(html)[1] is None
+
+
+def test_continue_extends_the_video_with_a_new_prompt(served, tiny_pipe):
+    """Continue carries the session's video on from its stream state under a new prompt; the strip marks
+    where the prompt changed; the stream is made once and then reused (never re-decoding the past)."""
+    _, _, client = served
+    generate(client, key_frames=2, interp_frames=1, seed=2)             # frames 0..2
+    job = client.submit("a blue square grows", None, 2, 1, 0.5, 2, 1.0, 0, 1.0, 1.0, "", "K key frames",
+                        api_name="/continue")
+    updates = list(job)
+    final = job.result()
+    indices = [int(re.search(r"Frame (\d+)", shown(u[0])[2]).group(1)) for u in updates[:-1]]
+    assert indices == [3, 4, 5, 6]                    # 2 more key frames (4, 6) and the frames before them
+    assert "from frame 3: 'a blue square grows'" in final[1] and "prompt changed 1×" in final[2]
+    assert final[5]["maximum"] == 6
+    again = client.submit("a red circle grows", None, 2, 1, 0.5, 2, 1.0, 0, 1.0, 1.0, "", "K key frames",
+                          api_name="/continue")
+    assert len(list(again)) == 4 + 1 and "frames 0–10" in again.result()[2]
+
+
+def test_continue_an_uploaded_clip(served, tmp_path):
+    _, _, client = served
+    gif = tmp_path / "clip.gif"
+    frames = [np.full((20, 20, 3), 40 * i, np.uint8) for i in range(3)]
+    iio.imwrite(gif, np.stack(frames), extension=".gif", duration=100, loop=0)
+    job = client.submit(PROMPT, [handle_file(gif)], 2, 1, 0.5, 0, 1.0, 0, 1.0, 1.0, "", "K key frames",
+                        api_name="/continue")
+    updates = list(job)
+    captions = [shown(u[0])[2] for u in updates[:-1]]
+    assert sum("given" in c for c in captions) == 3 and len(updates) == 3 + 4 + 1
+    long_clip = tmp_path / "long.gif"
+    ramp = np.arange(app_session.MAX_CLIP_FRAMES + 1, dtype=np.uint8)[:, None, None, None] * 7
+    iio.imwrite(long_clip, np.broadcast_to(ramp, (len(ramp), 8, 8, 3)).copy(), extension=".gif",
+                duration=100, loop=0)
+    with pytest.raises(AppError, match=f"clip: more than {app_session.MAX_CLIP_FRAMES} frames"):
+        client.predict(PROMPT, [handle_file(long_clip)], 2, 1, 0.5, 0, 1.0, 0, 1.0, 1.0, "", "K key frames",
+                       api_name="/continue")
+    text = tmp_path / "notes.txt"
+    text.write_text("no")
+    with pytest.raises(AppError, match="clip is not a readable image"):
+        client.predict(PROMPT, [handle_file(text)], 2, 1, 0.5, 0, 1.0, 0, 1.0, 1.0, "", "K key frames",
+                       api_name="/continue")
+    with pytest.raises(AppError, match="clip must be an uploaded file or nothing, got text"):
+        client.predict(PROMPT, ["/etc/passwd"], 2, 1, 0.5, 0, 1.0, 0,
+                       1.0, 1.0, "", "K key frames", api_name="/continue")
+
+
+def test_advanced_settings_are_checked_and_used(served, tiny_pipe):
+    _, _, client = served
+    job = client.submit(PROMPT, None, 2, 1, 0.5, 4, False, 0.8, 5, 0.9, 2.0, "a blue square", "K key frames",
+                        api_name="/generate")
+    updates = list(job)
+    job.result()
+    expected = list(tiny_pipe.stream(PROMPT, key_frames=2, interp_frames=1, inherit_ratio=0.5, seed=4,
+                                     temperature=0.8, top_k=5, top_p=0.9, guidance_scale=2.0,
+                                     negative_prompt="a blue square"))
+    for up, ev in zip(updates, expected):
+        assert np.array_equal(shown(up[VIEW])[0], ev.image)
+    for args, message in [((0.0, 1.0, ""), "top-p must be a number in (0, 1]"),
+                          ((1.0, 11.0, ""), "guidance scale must be a number in [0, 10]"),
+                          ((1.0, 1.0, "a blue square"), "negative prompt only acts through guidance"),
+                          ((1.0, 2.0, "a dog"), "negative prompt: unknown words ['dog']"),
+                          ((1.0, 1.0, 5), "negative prompt must be text")]:
+        with pytest.raises(AppError, match=re.escape(message)):
+            client.predict(PROMPT, None, 2, 1, 0.5, 4, False, 1.0, 0, *args, "K key frames", api_name="/generate")
+    with pytest.raises(AppError, match="length must be one of"):
+        client.predict(PROMPT, None, 2, 1, 0.5, 4, False, 1.0, 0, 1.0, 1.0, "", "forever", api_name="/generate")
 
 
 def test_seed_randomised_and_reported(served):
@@ -140,7 +213,7 @@ def test_seed_randomised_and_reported(served):
     seed = seeds.pop()
     assert isinstance(seed, int) and 0 <= seed <= lib.MAX_SEED and f"seed {seed}" in updates[-1][STATS]
     again, _ = generate(client, key_frames=2, interp_frames=0, seed=seed)  # the shown seed reproduces it
-    assert np.array_equal(read(updates[0][LIVE]), read(again[0][LIVE]))
+    assert np.array_equal(shown(updates[0][VIEW])[0], shown(again[0][VIEW])[0])
 
 
 def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(served, tmp_path):
@@ -185,7 +258,7 @@ def test_first_frame_upload_is_used(served, tmp_path):
     path = tmp_path / "first.png"
     Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(path)
     updates, _ = generate(client, first_frame=handle_file(path), key_frames=2, interp_frames=1)
-    assert len(updates) == 3 + 1 and "key frame" in updates[0][INFO]
+    assert len(updates) == 3 + 1 and "the given first frame" in shown(updates[0][VIEW])[2]
 
 
 def test_two_requests_in_a_row_both_finish(served):
@@ -222,7 +295,7 @@ def test_sliders_take_their_ranges_from_the_model(served, tiny_pipe):
     assert by_id["interp-frames"].maximum == tiny_pipe.config.max_interp_frames
     deps = demo.config["dependencies"]
     gen = next(d for d in deps if d["api_name"] == "generate")
-    assert demo.fns[gen["id"]].concurrency_limit == 1 and any(d["cancels"] == [gen["id"]] for d in deps)
+    assert demo.fns[gen["id"]].concurrency_limit == 1 and any(gen["id"] in d["cancels"] for d in deps)
     assert demo._queue.max_size == 16
     assert demo.config["analytics_enabled"] is False
 
@@ -266,27 +339,42 @@ def test_example_prompts_come_from_the_vocabulary(tiny_pipe):
     assert lib.example_prompts(["apply", "eye", "makeup", "basketball"]) == []
 
 
-def test_region_annotations_cover_each_token_cell():
-    image = np.zeros((8, 8, 3), np.uint8)
+def test_region_map_colours_each_token_cell():
     regions = np.array([["different", "unstable"], ["inheritable", "stable"]], dtype=object)
-    base, annotations = lib.region_annotations(image, regions, scale=4)
-    assert base.shape == (32, 32, 3) and [label for _, label in annotations] == LABELS
-    for (mask, _), (i, j) in zip(annotations, [(0, 0), (0, 1), (1, 0), (1, 1)]):
-        expected = np.zeros((32, 32), bool)
-        expected[i * 16:(i + 1) * 16, j * 16:(j + 1) * 16] = True
-        assert np.array_equal(mask > 0, expected)
+    rgba = view.region_map(regions)
+    assert rgba.shape == (2, 2, 4) and (rgba[..., 3] == view.REGION_ALPHA).all()
+    colours = {name: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for name, (_, c) in lib.REGION_STYLE.items()}
+    assert tuple(rgba[0, 0, :3]) == colours["different"] and tuple(rgba[1, 1, :3]) == colours["stable"]
     ids = np.array([[0, 1], [3, 2]])                  # ids into flashvideo.regions.REGIONS work too
-    assert [m.sum() > 0 for m, _ in lib.region_annotations(image, ids, 4)[1]] == [True] * 4
+    assert np.array_equal(view.region_map(ids), rgba)
+
+
+def test_strip_is_bounded_and_costs_one_thumbnail_per_frame():
+    strip = view.Strip(16, frames=32, cols=8)
+    frame = np.full((16, 16, 3), 200, np.uint8)
+    shapes_seen = set()
+    for i in range(1000):
+        strip.put(i, frame, "key" if i % 4 == 0 else "interpolated", changed=(i == 500))
+        shapes_seen.add(strip.image(i).shape)
+    assert len(shapes_seen) <= 4 and max(s[0] for s in shapes_seen) == strip.canvas.shape[0]  # bounded
+    assert strip.first == 1000 - 32 + (1000 % 8 and 8 - 1000 % 8)
+    html = strip.html(999, [(0, "a"), (500, "b")], 999)
+    assert f"frames {strip.first}–999" in html and "from frame 500: 'b'" in html
+
+
+def test_steps_wording():
+    assert "4.00× as many" in view.steps_line(100, 400)
+    assert "the same as at ρ = 0" in view.steps_line(448, 448)
 
 
 def test_rho0_step_count_matches_the_pipeline(tiny_pipe):
     for K, n, batch in [(3, 2, True), (4, 1, False), (2, 0, True)]:
         ev = list(tiny_pipe.stream(PROMPT, key_frames=K, interp_frames=n, inherit_ratio=0.0, seed=0,
                                    batch_pairs=batch))[-1]
-        assert ev.stats["total_steps"] == lib.rho0_steps(tiny_pipe.config, K, n, batch_pairs=batch)
+        assert ev.stats["total_steps"] == view.rho0_steps(tiny_pipe.config.frame_tokens, K, n, batch_pairs=batch)
     image = np.zeros((16, 16, 3), np.uint8)
     ev = list(tiny_pipe.stream(PROMPT, key_frames=3, interp_frames=1, inherit_ratio=0.0, first_frame=image))[-1]
-    assert ev.stats["total_steps"] == lib.rho0_steps(tiny_pipe.config, 3, 1, first_frame=True)
+    assert ev.stats["total_steps"] == view.rho0_steps(tiny_pipe.config.frame_tokens, 3, 1, first_frame=True)
 
 
 def test_settings_check_names_the_bad_value(tiny_pipe):
