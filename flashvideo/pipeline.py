@@ -25,7 +25,8 @@ from .retnet import RetNet
 from .sampler import SamplingSettings
 from .sampling import Decoder
 from .timeline import Timeline
-from .tokenizer import Tokenizer, as_rgb_frame, load_tokenizer
+from .frames import as_rgb_frame
+from .tokenizer import Tokenizer, load_tokenizer
 
 # The shipped default model: checkpoints/shapes of a repo checkout (or an editable install), else the copy
 # a wheel carries inside the package (pyproject.toml maps checkpoints/ to flashvideo/checkpoints/).

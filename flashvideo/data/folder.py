@@ -7,7 +7,7 @@
   ``caption`` argument.
 
 Each item is a `Clip` with the caption as prompt, ``n_frames`` uint8 frames ``(n_frames, size, size, 3)``
-(each frame through `flashvideo.tokenizer.as_rgb_frame`, the same preprocessing as a first frame at
+(each frame through `flashvideo.frames.as_rgb_frame`, the same preprocessing as a first frame at
 inference: alpha on black, centre-cropped to a square and resized, so frames of mixed sizes are fine), times
 0..n_frames-1 (every real frame counts as a key frame), seed = the item's index and no
 colour/shape/motion. A video shorter than ``n_frames`` is padded by repeating its last frame.
@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from flashvideo.data.shapes import Clip
-from flashvideo.tokenizer import as_rgb_frame
+from flashvideo.frames import as_rgb_frame
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".gif", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
