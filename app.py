@@ -113,7 +113,7 @@ class FlashVideoBlocks(gr.Blocks):
             inputs = list(inputs) + list(DEFAULTS[len(inputs) - LEGACY_INPUTS:])
             inputs[1] = self._screen(api, "first frame", inputs[1])
         elif api == "continue":
-            n_values = len(CONTINUE_INPUTS) + 1  # and the session state
+            n_values = len(CONTINUE_INPUTS)
             if not isinstance(inputs, list) or len(inputs) != n_values:
                 n = len(inputs) if isinstance(inputs, list) else 0
                 raise refuse(api, f"request must hold {len(CONTINUE_INPUTS)} values ({', '.join(CONTINUE_INPUTS)}), got {n}")
@@ -180,6 +180,10 @@ def build_demo(model_id=None) -> gr.Blocks:
         vocabulary = shapes.vocabulary() if lib.model_id(model_id) is None else []
     examples, name = lib.example_prompts(vocabulary), lib.model_name(model_id)
     outputs_root = os.path.join(gr.utils.get_upload_folder(), "flashvideo")  # inside Gradio's cache: served as is
+    sessions = app_session.SessionStore()    # each browser session's video (continued by Continue)
+
+    def session_key(request):
+        return getattr(request, "session_hash", None)
 
     def pipeline(api):
         try:
@@ -202,18 +206,36 @@ def build_demo(model_id=None) -> gr.Blocks:
                 gr.Button(interactive=True))
 
     def stream_updates(session, updates, first_outputs):
-        """Session updates -> output tuples: view, strip, stats, video, gif, frame, continue, session."""
+        """Session updates -> output tuples: view, strip, stats, video, gif, frame, continue."""
         for up in updates:
             if isinstance(up, app_session.Update):
-                out = (up.view, up.strip, up.status, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                out = (up.view, up.strip, up.status, gr.skip(), gr.skip(), gr.skip(), gr.skip())
                 if first_outputs is not None:   # the first frame of a run clears the last video and slider
                     out, first_outputs = first_outputs(out), None
                 yield out
             else:
-                yield (*finished_outputs(up), session)
+                yield finished_outputs(up)
 
-    def generate(prompt, first_frame, key_frames, interp_frames, inherit_ratio, seed, randomize,
-                 temperature, top_k, top_p, guidance_scale, negative_prompt, length):
+    def generate(prompt, first_frame=None, key_frames=4, interp_frames=3, inherit_ratio=0.2, seed=0, randomize=False,
+                 temperature=1.0, top_k=0, top_p=1.0, guidance_scale=1.0, negative_prompt="", length=lib.LENGTHS[0],
+                 request: gr.Request = None):
+        """Generate a video from a prompt (the MCP tool's description is `mcp_description`).
+
+        Args:
+            prompt: what happens, in the model's words, e.g. 'a red circle moves right'
+            first_frame: optional uploaded image to predict from (omit for text to video)
+            key_frames: key frames K (serial numbers)
+            interp_frames: frames interpolated between two key frames
+            inherit_ratio: share of stable tokens copied instead of sampled (0..1)
+            seed: random seed
+            randomize: pick a random seed (the one used is returned)
+            temperature: 0 = greedy
+            top_k: 0 = off
+            top_p: 1 = off
+            guidance_scale: classifier-free guidance, 1 = off
+            negative_prompt: steer away from this (needs guidance_scale != 1); empty for none
+            length: 'K key frames' ('until stopped' runs until cancelled)
+        """
         pipe = pipeline("generate")
         try:
             path = lib.upload_path(first_frame, upload_folder(demo), uploaded_files(demo))
@@ -222,11 +244,11 @@ def build_demo(model_id=None) -> gr.Blocks:
         except ValueError as e:  # the checks' messages are written for users
             raise refuse("generate", str(e)) from None
         lib.maybe_prune_cache(gr.utils.get_upload_folder(), keep=[path] if path else ())
-        session = app_session.Session(pipe, name, outputs_root)
+        session = sessions.put(session_key(request), app_session.Session(pipe, name, outputs_root))
 
         def clear(out):
             return (*out[:3], None, gr.DownloadButton(value=None, interactive=False),
-                    gr.Slider(minimum=0, maximum=1, value=0, interactive=False), gr.Button(interactive=False), session)
+                    gr.Slider(minimum=0, maximum=1, value=0, interactive=False), gr.Button(interactive=False))
         try:
             for out in stream_updates(session, session.generate(s), clear):
                 yield out[:3] + (s.seed,) + out[3:]
@@ -234,9 +256,10 @@ def build_demo(model_id=None) -> gr.Blocks:
             raise failed("generate", e) from None
 
     def continue_video(prompt, clip, key_frames, interp_frames, inherit_ratio, seed, temperature, top_k, top_p,
-                       guidance_scale, negative_prompt, length, session):
+                       guidance_scale, negative_prompt, length, request: gr.Request = None):
         """Continue the session's video under a new prompt (or an uploaded clip): UI only, not an MCP tool."""
         pipe = pipeline("continue")
+        session = sessions.get(session_key(request))
         try:
             s = lib.Settings.check(pipe, prompt, key_frames, interp_frames, inherit_ratio, seed, False, None,
                                    temperature, top_k, top_p, guidance_scale, negative_prompt, length)
@@ -246,24 +269,26 @@ def build_demo(model_id=None) -> gr.Blocks:
         except ValueError as e:
             raise refuse("continue", str(e)) from None
         if frames is not None or session is None:
-            session = app_session.Session(pipe, name, outputs_root)
+            session = sessions.put(session_key(request), app_session.Session(pipe, name, outputs_root))
         n = None if s.until_stopped else s.key_frames
         try:
             yield from stream_updates(session, session.extend(s.prompt, n, clip=frames, settings=s),
                                       lambda out: (*out[:3], gr.skip(), gr.DownloadButton(interactive=False),
-                                                   gr.Slider(interactive=False), gr.Button(interactive=False), session))
+                                                   gr.Slider(interactive=False), gr.Button(interactive=False)))
         except ValueError as e:  # a prompt the stream refuses mid-way: the frames so far stay
             raise refuse("continue", str(e)) from None
         except Exception as e:
             raise failed("continue", e) from None
 
-    def stopped(session):
+    def stopped(request: gr.Request = None):
         """After Stop: the frames made so far become the video (MP4, GIF, frame slider, Continue)."""
+        session = sessions.get(session_key(request))
         if session is None or session.run is None:
             return (gr.skip(),) * 7
         return finished_outputs(session.finish())
 
-    def show_frame(session, index):
+    def show_frame(index, request: gr.Request = None):
+        session = sessions.get(session_key(request))
         if session is None or session.finished is None:
             raise refuse("frame_view", "frame: generate a video first, then step through its frames")
         f = session.finished
@@ -273,6 +298,9 @@ def build_demo(model_id=None) -> gr.Blocks:
         except ValueError as e:
             raise refuse("frame_view", str(e)) from None
 
+    def forget(request: gr.Request = None):
+        sessions.drop(session_key(request))
+
     for fn in (continue_video, show_frame, stopped):
         fn._mcp_type = "none"   # UI endpoints: only /generate is an MCP tool (gradio lists `_mcp_type == "tool"`)
 
@@ -280,7 +308,6 @@ def build_demo(model_id=None) -> gr.Blocks:
         gr.Markdown(DESCRIPTION)
         if problem:
             gr.Markdown(f"⚠️ {problem}", elem_id="warning")
-        session = gr.State(None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 prompt = gr.Textbox(label="Prompt", value=examples[0] if examples else "", max_lines=1,
@@ -343,20 +370,21 @@ def build_demo(model_id=None) -> gr.Blocks:
         sampling = [temperature, top_k, top_p, guidance, negative, length]
         gen = gr.on([run_btn.click, prompt.submit], generate,
                     inputs=[prompt, first_frame, *settings, randomize, *sampling],
-                    outputs=[frame_view, strip, stats, seed, video, gif, frame, cont_btn, session],
+                    outputs=[frame_view, strip, stats, seed, video, gif, frame, cont_btn],
                     api_name="generate", api_description=mcp_description(vocabulary, config),
                     concurrency_limit=1, trigger_mode="once", show_progress="hidden",
                     preprocess=False)  # raw values: lib.Settings.check is the one judge of every field
         cont = gr.on([cont_btn.click, next_prompt.submit], continue_video,
-                     inputs=[next_prompt, clip, *settings, *sampling, session],
-                     outputs=[frame_view, strip, stats, video, gif, frame, cont_btn, session],
+                     inputs=[next_prompt, clip, *settings, *sampling],
+                     outputs=[frame_view, strip, stats, video, gif, frame, cont_btn],
                      api_name="continue", concurrency_limit=1, trigger_mode="once", show_progress="hidden",
                      preprocess=False)
         stop_btn.click(None, None, None, cancels=[gen, cont]).then(
-            stopped, [session], [frame_view, strip, stats, video, gif, frame, cont_btn], api_visibility="private",
+            stopped, None, [frame_view, strip, stats, video, gif, frame, cont_btn], api_visibility="private",
             show_progress="hidden")
-        frame.change(show_frame, [session, frame], [frame_view, strip], api_name="frame_view",
+        frame.change(show_frame, [frame], [frame_view, strip], api_name="frame_view",
                      concurrency_limit=4, show_progress="hidden", preprocess=False)
+        demo.unload(forget)
     demo.queue(max_size=16, default_concurrency_limit=1)
     return demo
 

@@ -42,6 +42,7 @@ CONTINUE_BATCH_PAIRS = 2     # key-frame pairs interpolated together while conti
 class Update:
     """One new frame: what the app shows for it."""
     index: int
+    kind: str
     done: int                 # frames made in this run
     total: int | None         # frames this run will make (None: until stopped)
     seconds: float
@@ -51,7 +52,7 @@ class Update:
     @property
     def status(self) -> str:
         of = f"/{self.total}" if self.total else " (until stopped)"
-        return f"frame {self.index} · {self.done}{of} · {self.seconds:.2f} s"
+        return f"{self.kind} frame {self.index} · {self.done}{of} · {self.seconds:.2f} s"
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Session:
             if self.mp4 is not None:
                 self.mp4.add(index, image)
             html = self._frame_html(index, uri, regions_uri, live=True)
-            return Update(index, r["done"], r["total"], now, html, self.strip.html(index, self.changes, self.last))
+            return Update(index, "key" if kind == "first" else kind, r["done"], r["total"], now, html, self.strip.html(index, self.changes, self.last))
 
     def _frame_html(self, index, uri=None, regions_uri=None, live=False) -> str:
         image, kind, regions, prompt, uri = self.kept[index]
@@ -402,3 +403,32 @@ def _read_video(path, max_frames: int, max_seconds: float) -> list:
         raise ValueError("clip is a damaged video") from None
     finally:
         reader.close()
+
+
+class SessionStore:
+    """The videos of the browser sessions (keyed by Gradio's session hash), newest MAX_SESSIONS kept: a
+    session's memory is bounded (KEEP_FRAMES frames), and so is their number. Held on the server, not in
+    a gr.State, so that the /generate endpoint stays a plain MCP tool (Gradio's MCP server mishandles a
+    State output)."""
+
+    def __init__(self, max_sessions: int = 24):
+        self.max_sessions, self.items, self.lock = max_sessions, OrderedDict(), threading.Lock()
+
+    def put(self, key, session: Session) -> Session:
+        with self.lock:
+            self.items[key] = session
+            self.items.move_to_end(key)
+            while len(self.items) > self.max_sessions:
+                self.items.popitem(last=False)
+        return session
+
+    def get(self, key) -> Session | None:
+        with self.lock:
+            session = self.items.get(key)
+            if session is not None:
+                self.items.move_to_end(key)
+            return session
+
+    def drop(self, key) -> None:
+        with self.lock:
+            self.items.pop(key, None)
