@@ -49,6 +49,7 @@ between every two key frames are **interpolated**, all pairs in one batch. Token
 between two key frames can be **inherited** (copied, not sampled): ρ sets how many."""
 CSS = view.CSS + """
 #warning { border: 1px solid #f59e0b; border-radius: 8px; padding: 4px 12px; }
+#stats .error, #view .error, #strip .error { display: none; }  /* the toast says it; no badge over the stats */
 """
 
 
@@ -289,8 +290,10 @@ def build_demo(model_id=None) -> gr.Blocks:
 
     def show_frame(index, request: gr.Request = None):
         session = sessions.get(session_key(request))
-        if session is None or session.finished is None:
+        if session is None:
             raise refuse("frame_view", "frame: generate a video first, then step through its frames")
+        if session.finished is None:  # a run is going on (its start resets the slider): nothing to step through yet
+            return gr.skip(), gr.skip()
         f = session.finished
         try:
             index = lib.as_int("frame", index, f.first, f.last)
@@ -336,12 +339,12 @@ def build_demo(model_id=None) -> gr.Blocks:
                                                   "frames, or until Stop); or continues an uploaded clip")
                     clip = gr.File(label=f"Clip to continue (optional): a GIF or MP4 (≤ {app_session.MAX_CLIP_SECONDS:g} s), "
                                          f"or image frames; ≤ {app_session.MAX_CLIP_FRAMES} frames", file_count="multiple",
-                                   file_types=[".gif", ".mp4", ".webm", ".png", ".jpg", ".jpeg", ".webp"], height=90,
+                                   file_types=[".gif", ".mp4", ".webm", ".png", ".jpg", ".jpeg", ".webp"], height=120,
                                    elem_id="clip")
                     cont_btn = gr.Button("Continue", interactive=False, elem_id="continue")
                 with gr.Accordion("First frame (optional)", open=False):
                     first_frame = gr.Image(label="Predict from this image instead of text alone", type="filepath",
-                                           image_mode=None, sources=["upload", "clipboard"], height=180)
+                                           image_mode=None, sources=["upload", "clipboard"], height=180, elem_id="first-frame")
                 with gr.Accordion("Advanced", open=False):
                     temperature = gr.Slider(0, lib.APP_MAX_TEMPERATURE, value=1.0, step=0.05, elem_id="temperature",
                                             label=f"Temperature (0 = greedy, else at least {lib.MIN_TEMPERATURE:g})")

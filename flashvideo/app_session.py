@@ -145,7 +145,7 @@ class Session:
             regions_uri = view.png_uri(view.region_map(regions))
         n = self.settings.interp_frames
         tl = Timeline(1, n)
-        total = None if self.stream is not None or self.run is None or self.run["total"] is None else self.last_total
+        total = self.last_total if live and self.stream is None and self.last_total else self.last + 1
         text = view.caption(index, kind, tl.key_number(index), n, view.region_counts(regions), total,
                             prompt if len(self.changes) > 1 else None)
         heading = f"Live: frame {index} as it is decoded" if live else f"Frame {index} of the video (stepping through it)"

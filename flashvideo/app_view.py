@@ -36,7 +36,7 @@ VIEW_PX = 256            # the frame and region view are shown this size (the br
 STRIP_FRAMES = 64        # the filmstrip holds the newest this many frames
 STRIP_COLS = 16
 THUMB_PX = 32
-REGION_ALPHA = 150
+REGION_ALPHA = 110
 CSS = """
 .fv-view { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .fv-view figure { margin: 0; }
@@ -167,9 +167,8 @@ class Strip:
         self._scroll_to(index)
         y, x = self._origin(index)
         b, t = self.border, self.t
-        self.canvas[y:y + t + 2 * b, x:x + t + 2 * b] = KEY_BORDER if kind != "interpolated" else FRAME_BORDER
-        if changed:
-            self.canvas[y:y + t + 2 * b, x:x + b + 1] = CHANGE_MARK
+        self.canvas[y:y + t + 2 * b, x:x + t + 2 * b] = (CHANGE_MARK if changed else KEY_BORDER if kind != "interpolated"
+                                                         else FRAME_BORDER)
         thumb = frame.repeat(self.s, 0).repeat(self.s, 1) if self.s > 1 else frame
         self.canvas[y + b:y + b + t, x + b:x + b + t] = thumb
         self.used_rows = max(self.used_rows, (index - self.first) // self.cols + 1)
@@ -197,7 +196,7 @@ class Strip:
         marks = " · ".join(f"from frame {i}: '{html.escape(p)}'" for i, p in changes[-4:])
         more = f" (+{len(changes) - 4} earlier)" if len(changes) > 4 else ""
         return (f'<div class="fv-strip"><div class="fv-changes">Filmstrip, {span} (blue: key frames, yellow: '
-                f'newest or selected, pink bar: prompt changed). Prompts {marks}{more}</div>'
+                f'newest or selected, pink: the prompt changed here). Prompts {marks}{more}</div>'
                 f'<img alt="filmstrip" src="{png_uri(self.image(highlight))}"></div>')
 
 

@@ -2,7 +2,8 @@
 
 Needs `pip install playwright` and `apt-get install -y chromium` (no `playwright install`: the
 browser is the system one). Without them the tests skip locally, and FAIL when CI=true.
-Set FLASHVIDEO_SCREENSHOT=path.png to keep the mid-generation screenshot.
+Screenshots of every state (loaded, mid-run, finished, stepping through frames, continued with a new
+prompt, two errors in a row) go to $FLASHVIDEO_SCREENSHOTS (default tmp/runs/browser/): look at them.
 """
 import importlib.util
 import os
@@ -25,6 +26,16 @@ INSTALL = "pip install playwright && apt-get update && apt-get install -y chromi
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")
 FRAME_DELAY_S = 0.25  # slows the tiny model so that a person (and the test) can watch frames arrive
 STATUS = "document.querySelector('#stats [data-testid=markdown]').innerText"  # status line, then the stats
+CAPTION = "document.querySelector('#fv-caption').innerText"          # the caption inside the frame view
+SHOTS = Path(os.environ.get("FLASHVIDEO_SCREENSHOTS") or ROOT / "tmp" / "runs" / "browser")
+
+
+def shoot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
 
 
 def missing_browser() -> str | None:
@@ -100,8 +111,8 @@ def open_app(browser, url):
     page.evaluate("""() => {
         window.seen = {live: [], status: []};
         const note = (list, value) => { if (value && list[list.length - 1] !== value) list.push(value); };
-        new MutationObserver(() => note(window.seen.live, document.querySelector('#live img')?.src))
-            .observe(document.querySelector('#live'), {subtree: true, childList: true, attributes: true});
+        new MutationObserver(() => note(window.seen.live, document.querySelector('#view .fv-live img')?.src))
+            .observe(document.querySelector('#view'), {subtree: true, childList: true, attributes: true});
         new MutationObserver(() => note(window.seen.status, STATUS.trim()))
             .observe(document.querySelector('#stats'), {subtree: true, childList: true, characterData: true});
     }""".replace("STATUS", STATUS))
@@ -118,10 +129,11 @@ def set_slider(page, elem_id, value):
     assert float(slider.input_value()) == value
 
 
-def test_generate_in_the_browser(browser, app_url, tmp_path):
+def test_generate_in_the_browser(browser, app_url):
     require_browser(browser)
     url, _, _ = app_url
     page = open_app(browser, url)
+    shoot(page, "1_loaded")
     page.locator("#prompt input, #prompt textarea").first.fill("a blue square grows")
     set_slider(page, "key-frames", 3)
     set_slider(page, "interp-frames", 2)                     # 3 + 2*2 = 7 frames
@@ -129,31 +141,72 @@ def test_generate_in_the_browser(browser, app_url, tmp_path):
 
     # frames appear while it runs: an interpolated frame with its token regions, mid-generation
     page.wait_for_function(f"() => /interpolated frame .* [4-6]\\/7/.test({STATUS})")
-    page.wait_for_function("() => [...document.querySelectorAll('#live img, #regions img, #strip img')]"
-                           ".every(img => img.complete)")
-    shot = Path(os.environ.get("FLASHVIDEO_SCREENSHOT") or tmp_path / "app_mid_generation.png")
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    legend = page.locator("#regions")
+    # the caption and the image are one update: the caption names the frame the status line names
+    status, caption = page.evaluate(f"() => [{STATUS}, {CAPTION}]")
+    assert re.search(r"frame (\d+)", status).group(1) == re.search(r"Frame (\d+)", caption).group(1)
+    legend = page.locator("#view .fv-legend")
     for label in ("different", "unstable", "inheritable", "stable (generated)"):
         assert legend.get_by_text(label, exact=True).is_visible()
-    assert page.locator("#regions img").count() >= 2        # the frame and its region masks
+    assert page.locator("#view img").count() == 3             # frame; frame under its one region map
+    assert "Live: frame" in page.locator("#view").inner_text()
+    shoot(page, "2_mid_run")
 
     page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
     seen = page.evaluate("window.seen")
     statuses = [s for s in seen["status"] if re.search(r"\d/7", s)]
     assert len(statuses) >= 5, seen["status"]                  # one status per frame, key frames first
     assert statuses[0].startswith("key frame") and "7/7" in statuses[-1]
-    assert len(set(seen["live"])) >= 5, seen["live"]           # the live view changed frame by frame
     assert page.locator("#video video").get_attribute("src").endswith(".mp4")
-    assert page.locator("#gif").is_enabled()
+    assert page.locator("#gif").is_enabled() and page.locator("#continue").is_enabled()
+    assert "sequential token steps" in page.evaluate(STATUS)
+    assert "Frame 1" in page.evaluate(CAPTION)
+    # no status or error badge covers the stats
+    badges = page.locator("#stats .progress-text, #stats .error")
+    assert all(not badges.nth(i).is_visible() for i in range(badges.count()))
+    shoot(page, "3_finished")
 
     # step through the finished video: frame 1 (interpolated) -> frame 3 (a key frame)
-    assert "Frame 1" in page.locator("#frame-info").inner_text()
     set_slider(page, "frame", 3)
-    page.wait_for_function("() => document.querySelector('#frame-info').innerText.includes('Frame 3')")
-    assert "key frame" in page.locator("#frame-info").inner_text()
-    page.screenshot(path=str(tmp_path / "app_finished.png"), full_page=True)
+    page.wait_for_function(f"() => {CAPTION}.includes('Frame 3')")
+    assert "key frame" in page.evaluate(CAPTION)
+    assert "stepping through" in page.locator("#view").inner_text() and "Live" not in page.locator("#view").inner_text()
+    shoot(page, "4_stepping")
+
+    # a new run clears the last video and the slider at once
+    page.locator("#generate").click()
+    page.wait_for_function(f"() => /\\d\\/7/.test({STATUS})")
+    assert page.locator("#video video").count() == 0 and not page.locator("#continue").is_enabled()
+    page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
+
+    # continue with a new prompt: the video goes on from frame 7, the strip names where the prompt changed
+    page.locator("#next-prompt input, #next-prompt textarea").first.fill("a blue square moves right")
+    set_slider(page, "key-frames", 2)
+    page.locator("#continue").click()
+    page.wait_for_function(f"() => {STATUS}.includes('prompt changed 1')")
+    assert "from frame 7: 'a blue square moves right'" in page.locator("#strip").inner_text()
+    assert "generate a video first" not in page.locator("body").inner_text()   # no stray error on the way
+    shoot(page, "5_continued")
+    page.close()
+
+
+def test_two_errors_in_a_row_both_stay_visible(browser, app_url):
+    require_browser(browser)
+    url, _, _ = app_url
+    page = open_app(browser, url)
+    box = page.locator("#prompt input, #prompt textarea").first
+    box.fill("a dog moves right")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.body.innerText.includes(\"unknown words ['dog']\")")
+    time.sleep(3)
+    box.fill("a cat moves right")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.body.innerText.includes(\"unknown words ['cat']\")")
+    time.sleep(11)                                            # past the 10 s a toast used to last
+    shoot(page, "6_two_errors")
+    body = page.locator("body").inner_text()
+    assert "unknown words ['dog']" in body and "unknown words ['cat']" in body
+    badges = page.locator("#stats .error, #view .error")       # Gradio's Error badge over an output
+    assert all(not badges.nth(i).is_visible() for i in range(badges.count()))
     page.close()
 
 
@@ -172,7 +225,10 @@ def test_stop_button_cancels(browser, app_url):
     text, stopped_at = page.evaluate(STATUS), len(produced)
     time.sleep(4 * FRAME_DELAY_S)
     assert len(produced) == stopped_at < total                # the server stopped decoding
-    assert page.evaluate(STATUS) == text and "time to first frame" not in text
+    # the frames made so far become the video: stats, MP4, frame slider and Continue
+    page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
+    assert f"/{total}" not in page.evaluate(STATUS) and text
+    assert page.locator("#video video").get_attribute("src").endswith(".mp4")
     # and the app still works afterwards
     set_slider(page, "key-frames", 2)
     set_slider(page, "interp-frames", 0)
