@@ -210,7 +210,8 @@ def build_demo(model_id=None) -> gr.Blocks:
         """Session updates -> output tuples: view, strip, stats, video, gif, frame, continue."""
         for up in updates:
             if isinstance(up, app_session.Update):
-                out = (up.view, up.strip, up.status, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                out = (up.view, gr.skip() if up.strip is None else up.strip, up.status, gr.skip(), gr.skip(), gr.skip(),
+                       gr.skip())
                 if first_outputs is not None:   # the first frame of a run clears the last video and slider
                     out, first_outputs = first_outputs(out), None
                 yield out

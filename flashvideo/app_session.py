@@ -35,6 +35,8 @@ FPS = 8
 KEEP_FRAMES = 480            # frames kept in memory for the frame slider (the newest)
 MP4_MAX_FRAMES = 2400        # the shown MP4 holds at most this many of the newest frames (5 min at 8 fps)
 GIF_MAX_FRAMES = 160
+SEGMENT_FRAMES = 600         # a run's MP4 is closed and a new one begun every this many frames
+STRIP_EVERY_S = 0.2          # while frames stream, the filmstrip is redrawn at most this often
 CONTINUE_BATCH_PAIRS = 2     # key-frame pairs interpolated together while continuing (latency vs batching)
 
 
@@ -47,7 +49,7 @@ class Update:
     total: int | None         # frames this run will make (None: until stopped)
     seconds: float
     view: str                 # HTML: frame, region view and caption together
-    strip: str                # HTML: the filmstrip
+    strip: str | None         # HTML: the filmstrip (None: unchanged, redrawn at most every STRIP_EVERY_S)
 
     @property
     def status(self) -> str:
@@ -70,14 +72,18 @@ class Finished:
 class _Mp4:
     """An MP4 written frame by frame, in time order (frames may arrive out of order: they wait)."""
 
-    def __init__(self, path: Path, scale: int, start: int):
+    def __init__(self, path: Path, scale: int, start: int | None = None):
         import imageio.v2 as imageio
 
+        # start None: the first frame added (a stopped run can leave a gap that is never filled)
         self.path, self.scale, self.next, self.pending, self.frames = path, scale, start, {}, 0
+        self.first = start
         self.writer = imageio.get_writer(path, fps=FPS, codec="libx264", pixelformat="yuv420p", macro_block_size=1,
                                          ffmpeg_log_level="error")
 
     def add(self, index: int, frame: np.ndarray) -> None:
+        if self.next is None:
+            self.next = self.first = index
         self.pending[index] = frame
         while self.next in self.pending:
             f = self.pending.pop(self.next)
@@ -97,6 +103,7 @@ class Session:
         self.pipe, self.model, self.out_root = pipe, model, out_root
         self.grid, self.size = pipe.config.grid, pipe.config.image_size
         self.scale = max(1, round(view.VIEW_PX / self.size))
+        self.n_segments = 0
         self.lock = threading.Lock()
         self.settings = None
         self.stream = None            # EndlessStream, from the first Continue on
@@ -136,8 +143,14 @@ class Session:
             self.strip.put(index, image, kind, changed)
             if self.mp4 is not None:
                 self.mp4.add(index, image)
+                if self.mp4.frames >= SEGMENT_FRAMES:
+                    self._close_segment()
+                    self.mp4 = self._new_segment()
             html = self._frame_html(index, uri, regions_uri, live=True)
-            return Update(index, "key" if kind == "first" else kind, r["done"], r["total"], now, html, self.strip.html(index, self.changes, self.last))
+            strip = None
+            if now - r["strip_s"] >= STRIP_EVERY_S or r["done"] == 1 or changed:
+                r["strip_s"], strip = now, self.strip.html(index, self.changes, self.last)
+            return Update(index, "key" if kind == "first" else kind, r["done"], r["total"], now, html, strip)
 
     def _frame_html(self, index, uri=None, regions_uri=None, live=False) -> str:
         image, kind, regions, prompt, uri = self.kept[index]
@@ -153,7 +166,7 @@ class Session:
 
     # ---- runs -----------------------------------------------------------------------------------
     def _start_run(self, total, new_video: bool):
-        from .demo import output_dir, slug
+        from .demo import output_dir
 
         with self.lock:
             if new_video:
@@ -162,11 +175,10 @@ class Session:
                 self.strip = view.Strip(self.size)
                 self.out = output_dir(self.out_root)
             start = self.last + 1
-            name = f"{slug(self.settings.prompt)}-seed{self.settings.seed}-{len(self.segments):03d}.mp4"
-            self.mp4 = _Mp4(Path(self.out) / name, self.scale, start)
+            self.mp4 = self._new_segment(start if new_video else None)
             self.finished = None
             self.run = {"t0": time.perf_counter(), "first_s": None, "done": 0, "total": total, "inherited": 0,
-                        "sampled": 0, "steps": 0, "steps0": 0, "start": start}
+                        "sampled": 0, "steps": 0, "steps0": 0, "start": start, "strip_s": 0.0}
             if total and new_video:
                 self.strip.reserve(total)
 
@@ -217,7 +229,7 @@ class Session:
         self.stream.prompt = prompt
         self.run["steps0"] = self.stream.counts["steps"]
         for ev in self.stream.frames(key_frames):
-            yield self._add(self.offset + ev.index, ev.kind, ev.image, ev.regions, prompt,
+            yield self._add(self.offset + ev.index, ev.kind, ev.image, ev.regions, ev.stats.get("prompt", prompt),
                             {**ev.stats, "total_steps": ev.stats.get("total_steps", 0)})
         yield self.finish()
 
@@ -239,6 +251,30 @@ class Session:
                 del self.kept[i]
             self.last = keys[-1]
 
+    def _new_segment(self, start=None) -> _Mp4:
+        from .demo import slug
+
+        self.n_segments = getattr(self, "n_segments", 0) + 1
+        name = f"{slug(self.settings.prompt)}-seed{self.settings.seed}-{self.n_segments:03d}.mp4"
+        return _Mp4(Path(self.out) / name, self.scale, start)
+
+    def _close_segment(self) -> None:
+        """Close the MP4 being written; keep the newest segments up to MP4_MAX_FRAMES (older ones deleted)."""
+        n = self.mp4.close()
+        if n:
+            self.segments.append((self.mp4.path, self.mp4.first, n))
+        else:
+            _unlink(self.mp4.path)
+        self.mp4 = None
+        total = 0
+        for i in range(len(self.segments) - 1, -1, -1):
+            total += self.segments[i][2]
+            if total > MP4_MAX_FRAMES and i < len(self.segments) - 1:
+                for old in self.segments[:i + 1]:
+                    _unlink(old[0])
+                self.segments = self.segments[i + 1:]
+                break
+
     # ---- the end of a run -----------------------------------------------------------------------
     def finish(self) -> Finished:
         """Close this run's MP4 segment, write the GIF, and sum up (also called by Stop: idempotent)."""
@@ -248,12 +284,7 @@ class Session:
             r = self.run
             total_s = time.perf_counter() - r["t0"]
             if self.mp4 is not None:
-                n = self.mp4.close()
-                if n:
-                    self.segments.append((self.mp4.path, self.mp4.next - n, n))
-                else:
-                    _unlink(self.mp4.path)
-                self.mp4 = None
+                self._close_segment()
             mp4 = self._joined_mp4()
             gif = self._gif()
             done = max(1, r["done"])

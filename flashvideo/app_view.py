@@ -142,8 +142,9 @@ class Strip:
 
     def __init__(self, frame_px: int, frames: int = STRIP_FRAMES, cols: int = STRIP_COLS, thumb: int = THUMB_PX,
                  border: int = 2, gap: int = 3):
-        self.s = max(1, round(thumb / frame_px))
-        self.t, self.border, self.gap, self.cols, self.rows = frame_px * self.s, border, gap, cols, frames // cols
+        self.s = max(1, thumb // frame_px)                 # enlarge small frames by repetition ...
+        self.step = max(1, frame_px // thumb)              # ... and shrink large ones by striding
+        self.t, self.border, self.gap, self.cols, self.rows = -(-frame_px // self.step) * self.s, border, gap, cols, frames // cols
         self.cell = self.t + 2 * border + gap
         self.first = 0                                   # time index of the canvas's first cell
         self.highlight = None
@@ -169,7 +170,8 @@ class Strip:
         b, t = self.border, self.t
         self.canvas[y:y + t + 2 * b, x:x + t + 2 * b] = (CHANGE_MARK if changed else KEY_BORDER if kind != "interpolated"
                                                          else FRAME_BORDER)
-        thumb = frame.repeat(self.s, 0).repeat(self.s, 1) if self.s > 1 else frame
+        thumb = frame[::self.step, ::self.step]
+        thumb = thumb.repeat(self.s, 0).repeat(self.s, 1) if self.s > 1 else thumb
         self.canvas[y + b:y + b + t, x + b:x + b + t] = thumb
         self.used_rows = max(self.used_rows, (index - self.first) // self.cols + 1)
 

@@ -481,3 +481,30 @@ def test_upload_path_accepts_only_recorded_uploads(tmp_path):
         with pytest.raises(ValueError, match=re.escape(message)) as e:
             lib.upload_path(payload, folder, uploads if payload != {"path": str(image)} else set())
         assert str(tmp_path) not in str(e.value)
+
+
+def test_a_long_video_stays_bounded(tiny_pipe, tmp_path, monkeypatch):
+    """Until stopped: kept frames, filmstrip, MP4 segments and every update's size stay bounded however
+    long the video runs; the MP4 is written while frames arrive; Stop (finish) makes the video so far."""
+    monkeypatch.setattr(app_session, "KEEP_FRAMES", 40)
+    monkeypatch.setattr(app_session, "SEGMENT_FRAMES", 30)
+    monkeypatch.setattr(app_session, "MP4_MAX_FRAMES", 60)
+    monkeypatch.setattr(app_session, "STRIP_EVERY_S", 0.0)
+    s = lib.Settings.check(tiny_pipe, PROMPT, 2, 1, 0.5, seed=1, length="until stopped")
+    session = app_session.Session(tiny_pipe, "tiny", tmp_path)
+    sizes, prompts = [], iter(["a blue square grows", "a red circle moves left"])
+    run = session.generate(s)
+    for i, up in zip(range(400), run):
+        sizes.append(len(up.view) + len(up.strip or ""))
+        if i in (150, 300):                          # a prompt change mid-stream (what Continue does)
+            session.stream.prompt = next(prompts)
+        assert len(session.kept) <= 40 and len(session.segments) <= 3
+    run.close()                                      # Stop
+    done = session.finish()
+    assert max(sizes[100:]) <= 1.2 * max(sizes[:100])  # no update grows with the video
+    assert session.last >= 399 and done.first == session.last - 39 and done.last == session.last
+    assert sum(n for _, _, n in session.segments) <= 60 + 30
+    frames = iio.imread(done.mp4, index=None, extension=".mp4")
+    assert 30 <= frames.shape[0] <= 90               # the newest segments, joined without re-encoding
+    assert len([p for p in Path(session.out).glob("*.mp4")]) <= 5   # older segments deleted
+    assert len(session.changes) == 3 and "prompt changed 2×" in done.markdown

@@ -1,0 +1,87 @@
+"""The app end to end against its own pipeline, for the default settings (issue 10 item 3): one process,
+the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
+
+    python tests/app_speed.py [--reps 5] [--model FOLDER]    # default: random weights, default config
+
+App time: from `gradio_client` submit to the last update received (every frame's view, strip and status,
+then the MP4 and GIF), i.e. what a client waits for; pipeline time: `pipe.stream` to its last frame."""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--model", default=None)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    from gradio_client import Client
+
+    from flashvideo import demo as lib
+    from test_app import free_port, load_app
+
+    folder = args.model
+    if folder is None:
+        from flashvideo.config import FlashVideoConfig
+        from flashvideo.data import shapes
+        from flashvideo.pipeline import FlashVideoPipeline
+        from flashvideo.retnet import RetNet
+        from flashvideo.tokenizer import VQTokenizer, VQVAE, WordTokenizer
+
+        torch.manual_seed(0)
+        pipe = FlashVideoPipeline(RetNet(FlashVideoConfig()), VQTokenizer(WordTokenizer(shapes.vocabulary()), VQVAE()))
+        folder = pipe.save_pretrained(Path(tempfile.mkdtemp()) / "random-default")
+    pipe = lib.load_pipeline(folder)
+    app = load_app()
+    demo = app.build_demo(folder)
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_port=free_port(), quiet=True, mcp_server=False)
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
+    prompt, K, n, rho = "a red circle moves right", 4, 3, 0.2
+
+    def pipeline_run():
+        t0 = time.perf_counter()
+        first = None
+        for _ in pipe.stream(prompt, key_frames=K, interp_frames=n, inherit_ratio=rho, seed=0):
+            first = first or time.perf_counter() - t0
+        return time.perf_counter() - t0, first
+
+    def app_run():
+        t0 = time.perf_counter()
+        job = client.submit(prompt, None, K, n, rho, 0, False, 1.0, 0, api_name="/generate")
+        first = None
+        while not job.done():
+            if first is None and job.outputs():
+                first = time.perf_counter() - t0
+            time.sleep(0.002)
+        job.result()
+        return time.perf_counter() - t0, first
+
+    pipeline_run(), app_run()  # warm-up
+    pipe_t, app_t = [], []
+    for _ in range(args.reps):
+        pipe_t.append(pipeline_run())
+        app_t.append(app_run())
+    demo.close()
+    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    out = {"settings": f"K={K}, n={n}, rho={rho}, {K + (K - 1) * n} frames, step {pipe.model.step_backend}",
+           "pipeline_s": round(med(pipe_t, 0), 3), "app_s": round(med(app_t, 0), 3),
+           "app_over_pipeline": round(med(app_t, 0) / med(pipe_t, 0), 3),
+           "pipeline_first_frame_s": round(med(pipe_t, 1), 3), "app_first_frame_s": round(med(app_t, 1), 3),
+           "app_frames_per_s": round((K + (K - 1) * n) / med(app_t, 0), 1), "reps": args.reps}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
