@@ -376,12 +376,12 @@ def build_demo(model_id=None) -> gr.Blocks:
                     inputs=[prompt, first_frame, *settings, randomize, *sampling],
                     outputs=[frame_view, strip, stats, seed, video, gif, frame, cont_btn],
                     api_name="generate", api_description=mcp_description(vocabulary, config),
-                    concurrency_limit=1, trigger_mode="once", show_progress="hidden",
+                    concurrency_limit=1, trigger_mode="always_last", show_progress="hidden",
                     preprocess=False)  # raw values: lib.Settings.check is the one judge of every field
         cont = gr.on([cont_btn.click, next_prompt.submit], continue_video,
                      inputs=[next_prompt, clip, *settings, *sampling],
                      outputs=[frame_view, strip, stats, video, gif, frame, cont_btn],
-                     api_name="continue", concurrency_limit=1, trigger_mode="once", show_progress="hidden",
+                     api_name="continue", concurrency_limit=1, trigger_mode="always_last", show_progress="hidden",
                      preprocess=False)
         stop_btn.click(None, None, None, cancels=[gen, cont]).then(
             stopped, None, [frame_view, strip, stats, video, gif, frame, cont_btn], api_visibility="private",

@@ -61,7 +61,8 @@ LOAD_RETRY_S = 300.0               # a Hub model that failed to load is tried ag
 # ------------------------------------------------------------------------------------ model
 
 _load_lock = threading.Lock()
-COMPILE_ENV = "FLASHVIDEO_COMPILE"  # "1": torch.compile the recurrent step at load, before serving (default: eager)
+COMPILE_ENV = "FLASHVIDEO_COMPILE"  # "1": torch.compile the step at load; "0": eager; unset: the AOTInductor step
+                                    # of `python -m flashvideo.aot build` if this machine has one, else eager
 
 
 def model_id(model: str | os.PathLike | None = None) -> str | None:
@@ -77,6 +78,8 @@ def _load(key: str | None) -> FlashVideoPipeline:
     pipe = FlashVideoPipeline.from_pretrained(key)
     if os.environ.get(COMPILE_ENV) == "1":  # opt-in, synchronous: never shares the cores with a request
         pipe.compile()
+    elif os.environ.get(COMPILE_ENV) != "0":  # a step built ahead of time on this machine, if any (never built here)
+        pipe.compile("aoti")
     return pipe
 
 

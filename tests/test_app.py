@@ -508,3 +508,11 @@ def test_a_long_video_stays_bounded(tiny_pipe, tmp_path, monkeypatch):
     assert 30 <= frames.shape[0] <= 90               # the newest segments, joined without re-encoding
     assert len([p for p in Path(session.out).glob("*.mp4")]) <= 5   # older segments deleted
     assert len(session.changes) == 3 and "prompt changed 2×" in done.markdown
+
+
+def test_the_app_names_the_step_in_use(checkpoint, monkeypatch):
+    pipe = lib.load_pipeline(checkpoint)
+    monkeypatch.setattr(pipe.model, "step_backend", "aoti")
+    demo = load_app().build_demo(checkpoint)
+    texts = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values())
+    assert "recurrent step: **aoti**" in texts

@@ -234,4 +234,15 @@ def test_stop_button_cancels(browser, app_url):
     set_slider(page, "interp-frames", 0)
     page.locator("#generate").click()
     page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
+
+    # until stopped: the video goes on past K key frames until Stop, then the frames so far are the video
+    # (a third run after a Stop: with trigger_mode="once" Gradio's page never sent it)
+    page.get_by_text("until stopped", exact=True).click()
+    page.locator("#generate").click()
+    page.wait_for_function(f"() => /frame (\\d+) · \\d+ \\(until stopped\\)/.test({STATUS}) && "
+                           f"+{STATUS}.match(/frame (\\d+)/)[1] > 40")
+    page.locator("#stop").click()
+    page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
+    assert page.locator("#video video").get_attribute("src").endswith(".mp4") and page.locator("#continue").is_enabled()
+    shoot(page, "7_until_stopped")
     page.close()
