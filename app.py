@@ -21,6 +21,7 @@ line; a real failure logs its traceback once. Generated videos are written into 
 """
 import logging
 import os
+import re
 import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -183,6 +184,11 @@ def build_demo(model_id=None) -> gr.Blocks:
     outputs_root = os.path.join(gr.utils.get_upload_folder(), "flashvideo")  # inside Gradio's cache: served as is
     sessions = app_session.SessionStore()    # each browser session's video (continued by Continue)
 
+    def via_mcp(request) -> bool:
+        """A call made by Gradio's MCP server (it forwards the MCP client's headers)."""
+        headers = getattr(request, "headers", None) or {}
+        return any(k.lower().startswith("mcp-") for k in headers.keys())
+
     def session_key(request):
         return getattr(request, "session_hash", None)
 
@@ -198,7 +204,12 @@ def build_demo(model_id=None) -> gr.Blocks:
                         f"{lib.redact_paths(str(e))[:200]}); it is logged. Try again, or change the settings.",
                         duration=None, print_exception=False)
 
-    def finished_outputs(done):
+    def finished_outputs(done, compact=False):
+        if compact:  # an MCP client reads text: the caption and the stats, not inline PNGs
+            return (re.sub(r"<[^>]+>", "", done.view.split('id="fv-caption">')[-1]) if done.view else "",
+                    "", done.markdown, str(done.mp4) if done.mp4 else None,
+                    gr.DownloadButton(value=str(done.gif) if done.gif else None, interactive=done.gif is not None),
+                    gr.skip(), gr.skip())
         return (done.view or gr.skip(), done.strip, done.markdown,
                 str(done.mp4) if done.mp4 else None,
                 gr.DownloadButton(value=str(done.gif) if done.gif else None, interactive=done.gif is not None),
@@ -253,6 +264,8 @@ def build_demo(model_id=None) -> gr.Blocks:
                     gr.Slider(minimum=0, maximum=1, value=0, interactive=False), gr.Button(interactive=False))
         try:
             for out in stream_updates(session, session.generate(s), clear):
+                if via_mcp(request) and isinstance(session.finished, app_session.Finished) and out[2] == session.finished.markdown:
+                    out = finished_outputs(session.finished, compact=True)
                 yield out[:3] + (s.seed,) + out[3:]
         except Exception as e:
             raise failed("generate", e) from None

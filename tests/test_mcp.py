@@ -61,4 +61,5 @@ def test_mcp_lists_generate_and_calls_it(mcp_url, tiny_pipe):
     assert not result.isError, result.content
     texts = " ".join(getattr(c, "text", "") or str(c) for c in result.content)
     assert ".mp4" in texts and "time to first frame" in texts and "3 frames" in texts
+    assert "base64" not in texts and len(texts) < 5000     # text for a model to read: caption and stats
     assert refused.isError and "unknown words ['dog']" in " ".join(getattr(c, "text", "") for c in refused.content)
