@@ -104,7 +104,8 @@ class Session:
         self.grid, self.size = pipe.config.grid, pipe.config.image_size
         self.scale = max(1, round(view.VIEW_PX / self.size))
         self.n_segments = 0
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()          # the session's frames and files
+        self.busy = threading.Lock()          # the EndlessStream's state: one decoding step at a time
         self.settings = None
         self.stream = None            # EndlessStream, from the first Continue on
         self.offset = 0               # app index of the stream's frame 0
@@ -214,7 +215,9 @@ class Session:
             self.stream = EndlessStream(self.pipe, prompt, interp_frames=s.interp_frames, inherit_ratio=s.inherit_ratio,
                                         seed=s.seed, batch_pairs=CONTINUE_BATCH_PAIRS, sampling=s.sampling,
                                         negative_prompt=s.negative_prompt)
-            for ev in self.stream.feed_frames(clip):
+            with self.busy:
+                given = self.stream.feed_frames(clip)
+            for ev in given:
                 yield self._add(ev.index, "given", ev.image, None, prompt, {})
         elif self.last < 0:
             raise ValueError("continue: generate a video first (or upload a clip to continue)")
@@ -226,12 +229,25 @@ class Session:
     def _continue(self, prompt, key_frames):
         if self.stream is None:
             self._make_stream()
-        self.stream.prompt = prompt
-        self.run["steps0"] = self.stream.counts["steps"]
-        for ev in self.stream.frames(key_frames):
+        with self.busy:
+            self.stream.prompt = prompt
+            self.run["steps0"] = self.stream.counts["steps"]
+        for ev in self._locked(self.stream.frames(key_frames)):
             yield self._add(self.offset + ev.index, ev.kind, ev.image, ev.regions, ev.stats.get("prompt", prompt),
                             {**ev.stats, "total_steps": ev.stats.get("total_steps", 0)})
         yield self.finish()
+
+    def _locked(self, events):
+        """The stream's events, each drawn under `busy`: after a Stop, the run that was cancelled may still
+        be inside a step in Gradio's worker thread; the next Continue waits for that step to end instead of
+        decoding from the same stream state at the same time."""
+        events = iter(events)
+        while True:
+            with self.busy:
+                ev = next(events, None)
+            if ev is None:
+                return
+            yield ev
 
     def _make_stream(self):
         """The EndlessStream of the video so far: its kept key frames fed in one chunkwise pass."""
@@ -240,12 +256,15 @@ class Session:
         s, stride = self.settings, self.settings.interp_frames + 1
         keys = [i for i in self.kept if i % stride == 0 and self.kept[i][1] != "interpolated"]
         keys = sorted(keys)[-MAX_GIVEN_FRAMES:]
+        if not keys:
+            raise ValueError("continue: the video has no key frame to continue from; generate it again")
         first_prompt = self.kept[keys[-1]][3]
         self.stream = EndlessStream(self.pipe, first_prompt, interp_frames=s.interp_frames,
                                     inherit_ratio=s.inherit_ratio, seed=s.seed, batch_pairs=CONTINUE_BATCH_PAIRS,
                                     sampling=s.sampling, negative_prompt=s.negative_prompt)
         self.offset = keys[0]
-        self.stream.feed_frames([self.kept[i][0] for i in keys])
+        with self.busy:
+            self.stream.feed_frames([self.kept[i][0] for i in keys])
         if keys[-1] != self.last:      # a stopped run: frames past the last key frame are dropped
             for i in [i for i in self.kept if i > keys[-1]]:
                 del self.kept[i]

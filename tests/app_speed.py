@@ -2,6 +2,7 @@
 the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
 
     python tests/app_speed.py [--reps 5] [--model FOLDER]    # default: random weights, default config
+    python tests/app_speed.py --long 1000                    # the app's own work per frame along one long video
 
 App time: from `gradio_client` submit to the last update received (every frame's view, strip and status,
 then the MP4 and GIF), i.e. what a client waits for; pipeline time: `pipe.stream` to its last frame."""
@@ -23,6 +24,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--long", type=int, default=0, help="frames of one 'until stopped' video (Session, no server)")
     args = ap.parse_args()
     import torch
 
@@ -44,6 +46,8 @@ def main():
         pipe = FlashVideoPipeline(RetNet(FlashVideoConfig()), VQTokenizer(WordTokenizer(shapes.vocabulary()), VQVAE()))
         folder = pipe.save_pretrained(Path(tempfile.mkdtemp()) / "random-default")
     pipe = lib.load_pipeline(folder)
+    if args.long:
+        return long_run(pipe, args.long)
     app = load_app()
     demo = app.build_demo(folder)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, server_port=free_port(), quiet=True, mcp_server=False)
@@ -80,6 +84,43 @@ def main():
            "app_over_pipeline": round(med(app_t, 0) / med(pipe_t, 0), 3),
            "pipeline_first_frame_s": round(med(pipe_t, 1), 3), "app_first_frame_s": round(med(app_t, 1), 3),
            "app_frames_per_s": round((K + (K - 1) * n) / med(app_t, 0), 1), "reps": args.reps}
+    print(json.dumps(out, indent=1))
+
+
+def long_run(pipe, n_frames):
+    """Time the app's own work per frame (`Session._add`: PNGs, HTML, filmstrip, MP4) and the size of each
+    update along one video of n_frames, with a prompt change every 250 frames; RSS at the end."""
+    from flashvideo import app_session
+    from flashvideo import demo as lib
+
+    s = lib.Settings.check(pipe, "a red circle moves right", 4, 3, 0.2, seed=0, length="until stopped")
+    session = app_session.Session(pipe, "random", tempfile.mkdtemp())
+    add, work = session._add, []
+
+    def timed(*a):
+        t0 = time.perf_counter()
+        up = add(*a)
+        work.append((time.perf_counter() - t0, len(up.view) + len(up.strip or "")))
+        return up
+
+    session._add = timed
+    prompts = ["a red circle moves down", "a blue square grows", "a red circle moves left"]
+    t0, stamps = time.perf_counter(), []
+    run = session.generate(s)
+    for i, _ in zip(range(n_frames), run):
+        stamps.append(time.perf_counter() - t0)
+        if i and i % 250 == 0 and session.stream is not None:
+            session.stream.prompt = prompts[(i // 250 - 1) % len(prompts)]
+    run.close()
+    session.finish()
+    rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+    windows = [(a, min(a + 50, n_frames)) for a in (10, n_frames // 2, n_frames - 50)]
+    out = {"frames": n_frames, "rss_mb_end": rss, "kept": len(session.kept), "mp4_segments": len(session.segments)}
+    for a, b in windows:
+        out[f"frames {a}-{b}"] = {
+            "app_ms_per_frame": round(1000 * statistics.median(w for w, _ in work[a:b]), 2),
+            "update_kb": round(statistics.median(n for _, n in work[a:b]) / 1024, 1),
+            "s_per_frame_total": round((stamps[b - 1] - stamps[a - 1]) / (b - a), 4)}
     print(json.dumps(out, indent=1))
 
 
