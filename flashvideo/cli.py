@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--seen", type=int, default=45, help="training combinations to test adherence on")
     e.add_argument("--clips", type=int, default=24, help="clips for prediction / interpolation / tokenizer scores")
+    e.add_argument("--long", type=int, default=12, help="16-key-frame videos (and a third as many 64-key-frame streams)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
 
