@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +37,6 @@ from .timeline import Timeline
 
 MAX_GIVEN_FRAMES = 64            # a clip to continue: at most this many frames are read
 STATE_FORMAT = "flashvideo-endless-1"
-
-
-@dataclass
-class _Position:
-    key_frames: int = 0          # key frames made so far (given ones included)
-    prompt: str = ""             # the prompt of the last key frame
 
 
 class EndlessStream:
@@ -62,7 +55,8 @@ class EndlessStream:
         self._negative = pipe._guidance_text(self.sampling, pipe.encode_negative(negative_prompt, self.sampling))
         self.counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
         self._dec = pipe._decoder([_generator(child_seed(seed, 0))], self.sampling, self.counts)
-        self._pos = _Position()
+        self._key_frames = 0                               # key frames so far (given ones included)
+        self._t0 = time.perf_counter()
         self._last_key: torch.Tensor | None = None
         self.prompt = prompt
 
@@ -80,12 +74,12 @@ class EndlessStream:
 
     @property
     def key_frames(self) -> int:
-        return self._pos.key_frames
+        return self._key_frames
 
     @property
     def timeline(self) -> Timeline:
         """The timeline of the video so far."""
-        return Timeline(max(1, self._pos.key_frames), self.interp_frames)
+        return Timeline(max(1, self._key_frames), self.interp_frames)
 
     # ---- feeding a given clip ------------------------------------------------------------------
     @torch.no_grad()
@@ -97,21 +91,20 @@ class EndlessStream:
             raise ValueError(f"a clip to continue needs 1..{MAX_GIVEN_FRAMES} frames, got {len(frames)}")
         codes = torch.stack([self.pipe.encode_image(f) for f in frames])       # (T, grid, grid)
         L = self.layout
-        first = self._pos.key_frames + 1
+        first = self._key_frames + 1
         tokens = L.key_sequence(self._text, codes, first=first)[None]           # (1, T * frame_len)
         twin = None if self._negative is None else L.key_sequence(self._negative, codes, first=first)[None]
         self._dec.feed(tokens, twin)
         events = []
         for i, c in enumerate(codes):
             events.append(self._event(self.timeline_index(first + i), "given", c))
-        self._pos.key_frames += len(codes)
-        self._pos.prompt = self._prompt
+        self._key_frames += len(codes)
         self._last_key = codes[-1]
         return events
 
     def timeline_index(self, key_number: int) -> int:
         """Time-order index of key frame `key_number` (1-based) in the whole stream."""
-        return (key_number - 1) * (self.interp_frames + 1)
+        return self.timeline.key_index(key_number - 1)
 
     # ---- generation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -128,18 +121,18 @@ class EndlessStream:
 
     def _key_frame(self) -> torch.Tensor:
         L, G = self.layout, self.config.grid
-        sn = L.key_sn(self._pos.key_frames + 1)
+        sn = L.key_sn(self._key_frames + 1)
         unknown = torch.full((G * G,), UNKNOWN)
         plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
         twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
         codes = self._dec.run(plan, twin)[0, L.header_len:].view(G, G)
-        self._pos.key_frames += 1
+        self._key_frames += 1
         return codes
 
     def _batch(self, n: int):
         """n key frames, then the in-between frames of the pairs they close, all in time order. The pairs
         of a batch are interpolated together, under the prompt of the batch's key frames."""
-        start = self._pos.key_frames + 1                    # 1-based number of the first new key frame
+        start = self._key_frames + 1                    # 1-based number of the first new key frame
         keys = [self._key_frame() for _ in range(n)]
         events = {self.timeline_index(start + i): self._event(self.timeline_index(start + i), "key", c)
                   for i, c in enumerate(keys)}
@@ -148,7 +141,6 @@ class EndlessStream:
         if self.interp_frames and len(chain) > 1:
             events.update(self._interpolate(chain, first_pair))
         self._last_key = keys[-1]
-        self._pos.prompt = self._prompt
         yield from (events[i] for i in sorted(events))
 
     def _interpolate(self, keys, first_pair: int) -> dict:
@@ -157,14 +149,14 @@ class EndlessStream:
         for p, j, codes, regions in self.pipe.interpolation_codes(
                 self._text, keys, self.interp_frames, self.inherit_ratio, self.seed, sampling=self.sampling,
                 negative=self._negative, counts=self.counts, first_pair=first_pair - 1):
-            index = self.timeline_index(first_pair + p) + j
+            index = self.timeline.interp_index(first_pair + p - 1, j)
             out[index] = self._event(index, "interpolated", codes, regions)
         return out
 
     def _event(self, index: int, kind: str, codes: torch.Tensor, regions=None) -> FrameEvent:
         inherited = int((regions == INHERITABLE).sum()) if regions is not None else 0
-        stats = {"seconds": time.perf_counter(), "tokens_inherited": inherited, "prompt": self._prompt,
-                 "key_frame": self._pos.key_frames, **{f"total_{k}": v for k, v in self.counts.items()}}
+        stats = {"seconds": time.perf_counter() - self._t0, "tokens_inherited": inherited, "prompt": self._prompt,
+                 "key_frame": self._key_frames, **{f"total_{k}": v for k, v in self.counts.items()}}
         if regions is not None:
             stats["regions"] = region_counts(regions)
         labels = region_labels(regions) if regions is not None else None
@@ -184,7 +176,7 @@ class EndlessStream:
         if self._last_key is not None:
             tensors["last_key"] = self._last_key.contiguous()
         meta = {"format": STATE_FORMAT, "config": self.config.to_dict(), "pos": self._dec.pos,
-                "key_frames": self._pos.key_frames, "prompt": self._prompt, "seed": self.seed,
+                "key_frames": self._key_frames, "prompt": self._prompt, "seed": self.seed,
                 "interp_frames": self.interp_frames, "inherit_ratio": self.inherit_ratio,
                 "batch_pairs": self.batch_pairs, "negative_prompt": self.negative_prompt,
                 "sampling": {k: getattr(self.sampling, k) for k in ("temperature", "top_k", "top_p", "guidance_scale")},
@@ -219,7 +211,7 @@ class EndlessStream:
             raise ValueError(f"{path.name} is missing parts of the stream state")
         dec.state, dec.logits, dec.pos = state, tensors["logits"], int(meta["pos"])
         dec.generators[0].set_state(tensors["generator"])
-        stream._pos = _Position(int(meta["key_frames"]), meta["prompt"])
+        stream._key_frames = int(meta["key_frames"])
         stream._last_key = tensors.get("last_key")
         stream.counts.update(meta.get("counts", {}))
         return stream

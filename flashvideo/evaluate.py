@@ -71,15 +71,8 @@ def video_scores(frames: np.ndarray, times, colour: str, shape: str, motion: str
     size = frames.shape[1]
     k = size / 64
     m = shapes.measure(frames)
-    st = shapes.steps(m, size)
-    dt = np.diff(np.asarray(times, dtype=np.float64))
-    if motion in ("grows", "shrinks"):
-        sign = 1 if motion == "grows" else -1
-        progress, expected = sign * st["ds"], shapes.GROWTH * k * dt
-    else:
-        vx, vy = shapes._VELOCITY[motion]
-        progress, expected = vx * st["dx"] + vy * st["dy"], shapes.SPEED * k * dt
-    progress = np.nan_to_num(progress, nan=0.0)
+    expected = shapes.rate(motion) * k * np.diff(np.asarray(times, dtype=np.float64))
+    progress = np.nan_to_num(shapes.progress(shapes.steps(m, size), motion), nan=0.0)
     area = m["area"][m["area"] > 0]
     moving = motion.startswith("moves")
     median = np.median(area) if len(area) else 0.0

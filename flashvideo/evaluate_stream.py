@@ -39,29 +39,18 @@ def length_scores(pipe, combos, seed: int = 0, key_frames: int = 64, window: int
     return {"first": summarise(first), "last": summarise(last), "key_frames": key_frames, "window": window}
 
 
-def _progress(m: dict, motion: str, size: int) -> np.ndarray:
-    """Per-step progress along `motion` in px at size 64 (travel, or size change)."""
-    st = shapes.steps(m, size)
-    k = size / 64
-    if motion in ("grows", "shrinks"):
-        return (1 if motion == "grows" else -1) * st["ds"] / k
-    vx, vy = shapes._VELOCITY[motion]
-    return (vx * st["dx"] + vy * st["dy"]) / k
-
-
 def switch_result(frames: np.ndarray, new: str) -> tuple[bool, bool]:
     """(follows, jump) for key frames whose prompt changes to motion `new` from frame SWITCH_AT on."""
     m = shapes.measure(frames)
     size = frames.shape[1]
     k = size / 64
-    world = shapes.GROWTH if new in ("grows", "shrinks") else shapes.SPEED
-    after = np.nan_to_num(_progress(m, new, size)[SWITCH_AT - 1:SWITCH_AT + 1])  # first two steps under `new`
     st, j = shapes.steps(m, size), SWITCH_AT - 1
+    after = np.nan_to_num(shapes.progress(st, new)[j:j + 2]) / k          # first two steps under `new`
     travel, ds = np.hypot(st["dx"][j], st["dy"][j]) / k, abs(st["ds"][j]) / k
     area = m["area"][j:j + 2]
     jump = (not np.isfinite(travel) or travel > JUMP * shapes.SPEED or ds > JUMP * shapes.GROWTH
             or area.min() == 0 or area.max() / area.min() > 2.0)
-    return bool((after >= FORWARD * world).any()), bool(jump)
+    return bool((after >= FORWARD * shapes.rate(new)).any()), bool(jump)
 
 
 def switch_scores(pipe, n: int = 24, seed: int = 0, **sampling) -> dict:

@@ -343,11 +343,26 @@ def steps(m: dict, size: int) -> dict:
             "ds": wrapped(np.diff(m["size"]), span)}
 
 
+def rate(motion: str) -> float:
+    """How fast the world carries out `motion`: px per unit t at size 64 (travel, or size change)."""
+    return GROWTH if motion in ("grows", "shrinks") else SPEED
+
+
+def progress(st: dict, motion: str) -> np.ndarray:
+    """Per-step change along `motion`, from `steps`: travel in its direction, or size change (negated
+    for "shrinks"); in the pixels of `steps`."""
+    if motion in ("grows", "shrinks"):
+        return (1 if motion == "grows" else -1) * st["ds"]
+    vx, vy = _VELOCITY[motion]
+    return vx * st["dx"] + vy * st["dy"]
+
+
 def motion_effects(m: dict, size: int) -> dict:
-    """Net effect of each motion over the whole video, in px at size 64 (summed wrapped steps)."""
-    d = {name: float(np.nansum(v)) / (size / 64) for name, v in steps(m, size).items()}
-    return {"moves left": -d["dx"], "moves right": d["dx"], "moves up": -d["dy"], "moves down": d["dy"],
-            "grows": SIZE_WEIGHT * d["ds"], "shrinks": -SIZE_WEIGHT * d["ds"]}
+    """Net effect of each motion over the whole video, in px at size 64 (summed wrapped steps); a size
+    change counts ``SIZE_WEIGHT`` times."""
+    st = steps(m, size)
+    return {motion: float(np.nansum(progress(st, motion))) / (size / 64) * (1 if motion.startswith("moves") else SIZE_WEIGHT)
+            for motion in MOTIONS}
 
 
 def describe(frames: np.ndarray) -> dict:
