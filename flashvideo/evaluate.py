@@ -151,16 +151,22 @@ def generated(pipe, combos, seed: int, desc: str, key_frames: int = 4, interp_fr
     return out
 
 
-def long_videos(pipe, combos, seed: int, key_frames: int = 16, window: int = 4, **kw) -> dict:
-    window = min(window, key_frames // 2)
-    """Quality of the first and the last `window` key frames of long key-frame-only videos."""
+def first_and_last(make_frames, combos, key_frames: int, window: int, desc: str) -> dict:
+    """The eval's measures on the first and the last `window` key frames of long key-frame-only videos;
+    make_frames(i, prompt) -> uint8 (key_frames, H, W, 3)."""
     first, last = [], []
-    for i, (c, s, mo) in enumerate(tqdm(combos, desc=f"{key_frames} key frames", leave=False)):
-        video = pipe(shapes.make_prompt(c, s, mo), key_frames=key_frames, interp_frames=0, seed=seed + i, **kw)
-        t = list(range(window))
-        first.append(video_scores(video.frames[:window], t, c, s, mo))
-        last.append(video_scores(video.frames[-window:], t, c, s, mo))
+    t = list(range(window))
+    for i, (c, s, mo) in enumerate(tqdm(combos, desc=desc, leave=False)):
+        frames = make_frames(i, shapes.make_prompt(c, s, mo))
+        first.append(video_scores(frames[:window], t, c, s, mo))
+        last.append(video_scores(frames[-window:], t, c, s, mo))
     return {"first": summarise(first), "last": summarise(last), "key_frames": key_frames, "window": window}
+
+
+def long_videos(pipe, combos, seed: int, key_frames: int = 16, window: int = 4, **kw) -> dict:
+    """Quality of the first and the last `window` key frames of `key_frames`-key-frame videos."""
+    return first_and_last(lambda i, prompt: pipe(prompt, key_frames=key_frames, interp_frames=0, seed=seed + i, **kw).frames,
+                          combos, key_frames, min(window, key_frames // 2), f"{key_frames} key frames")
 
 
 def inheritance(pipe, ratios=(0.2, 0.5, 1.0), seed: int = 0, **kw) -> dict:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .data import shapes
 from .endless import EndlessStream
-from .evaluate import FORWARD, spread, summarise, video_scores
+from .evaluate import FORWARD, first_and_last, spread
 
 SWITCH_AT = 4      # key frames under the first prompt
 AFTER = 3          # key frames under the second
@@ -28,15 +28,11 @@ def _key_frames(stream: EndlessStream, n: int) -> list[np.ndarray]:
 
 
 def length_scores(pipe, combos, seed: int = 0, key_frames: int = 64, window: int = 8, **sampling) -> dict:
-    first, last = [], []
-    for i, (c, s, m) in enumerate(tqdm(combos, desc=f"stream of {key_frames}", leave=False)):
-        stream = EndlessStream(pipe, shapes.make_prompt(c, s, m), interp_frames=0, seed=seed + i, batch_pairs=8,
-                               **sampling)
-        frames = np.stack(_key_frames(stream, key_frames))
-        t = list(range(window))
-        first.append(video_scores(frames[:window], t, c, s, m))
-        last.append(video_scores(frames[-window:], t, c, s, m))
-    return {"first": summarise(first), "last": summarise(last), "key_frames": key_frames, "window": window}
+    def make(i, prompt):
+        stream = EndlessStream(pipe, prompt, interp_frames=0, seed=seed + i, batch_pairs=8, **sampling)
+        return np.stack(_key_frames(stream, key_frames))
+
+    return first_and_last(make, combos, key_frames, window, f"stream of {key_frames}")
 
 
 def switch_result(frames: np.ndarray, new: str) -> tuple[bool, bool]:
