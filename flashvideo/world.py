@@ -71,13 +71,15 @@ class ShapesWorld:
         return clip.prompt, clip.frames
 
     def sample_switch(self, rng: np.random.Generator, times, at: float) -> tuple[list[str], np.ndarray]:
-        """A clip whose motion changes at time `at` to another trained motion of the same object:
-        the prompt of each frame, and the frames (the object continues from where it was)."""
+        """A clip whose prompt changes at time `at` to another trained motion of the same object: the
+        prompt of each frame, and the frames. The step into the first frame under the new prompt already
+        follows it, and the object continues from where it was (no jump)."""
         S = self.shapes
         clip = S.make_clip(int(rng.integers(2**62)), [0], "train", self.size)
         others = [m for c, sh, m in S.TRAIN_COMBOS if (c, sh) == (clip.colour, clip.shape) and m != clip.motion]
         new = others[int(rng.integers(len(others)))]
-        frames = S.render(clip.colour, clip.shape, clip.motion, clip.seed, times, self.size, switches=[(at, new)])
+        frames = S.render(clip.colour, clip.shape, clip.motion, clip.seed, times, self.size,
+                          switches=[(at - 1, new)])
         prompts = [S.make_prompt(clip.colour, clip.shape, new if t >= at else clip.motion) for t in times]
         return prompts, frames
 

@@ -86,8 +86,12 @@ def test_shapes_world():
     assert all(words.encode(p) for p in world.example_prompts(8))
     assert world.heldout_frames(2).shape == (6, 32, 32, 3)
     assert next(frame_stream(world)).shape == (4, 32, 32, 3)
-    switch_prompts, switch_frames = world.sample_switch(np.random.default_rng(0), [0, 1, 2, 3], 2)
-    assert len(set(switch_prompts[:2])) == 1 and switch_prompts[1] != switch_prompts[2]
+    for seed in range(4):                                   # the step into the first new-prompt frame follows it
+        prompts, frames = make_world("shapes", 64).sample_switch(np.random.default_rng(seed), [0, 1, 2, 3], 2)
+        assert len(set(prompts[:2])) == 1 and prompts[1] != prompts[2]
+        new = prompts[2].split(maxsplit=3)[3]               # "a red circle moves right" -> "moves right"
+        along = shapes.progress(shapes.steps(shapes.measure(frames), 64), new)
+        assert along[1] >= 0.5 * shapes.rate(new), (prompts, along)
     from flashvideo import evaluate
 
     assert evaluate.EXAMPLES == world.example_prompts(6)
