@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .regions import REGIONS
+from .timeline import Timeline
 
 REGION_STYLE = {  # region name in the pipeline -> (label shown in the app, colour)
     "different": ("different", "#ef4444"),
@@ -129,8 +130,9 @@ def caption(index: int, kind: str, key_number: int, interp_frames: int, counts: 
         how = {"key": "decoded from the prompt", "given": "given (uploaded or kept), not sampled",
                "first": "the given first frame"}[kind]
         return head + f"**key frame** {key_number} ({how}; no token regions){said}"
-    a = (key_number - 1) * (interp_frames + 1)
-    text = head + f"interpolated between the key frames at {a} and {a + interp_frames + 1}"
+    timeline = Timeline(key_number + 1, interp_frames)
+    a, b = timeline.key_index(key_number - 1), timeline.key_index(key_number)
+    text = head + f"interpolated between the key frames at {a} and {b}"
     if counts:
         text += " — " + " · ".join(f"{REGION_STYLE[k][0]} **{counts.get(k, 0)}**" for k in REGION_STYLE)
     return text + said
