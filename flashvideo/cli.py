@@ -3,77 +3,242 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from .video_writer import SUFFIXES
 
 
 MAX_FPS = 60
 MAX_SCALE = 16
-MAX_OUTPUT_BYTES = 2**30          # the frames of one output, enlarged by --scale, in memory at once
-OUTPUT_SUFFIXES = (".gif", ".mp4")
+MAX_STREAM_KEY_FRAMES = 100_000   # a streamed video (--then, or past the model's trained count); frames go to disk
+MAX_STATE_BYTES = 64 * 2**20      # --resume-state: a saved stream (the shipped model's is about 0.2 MB)
+
+# what a saved stream carries (--resume-state continues with it), and the defaults of a new video
+STREAM_SETTINGS = {"interp_frames": 3, "inherit_ratio": 0.2, "seed": 0, "temperature": 1.0, "top_k": 0,
+                   "top_p": None, "guidance_scale": 1.0, "negative_prompt": None}
+
+GENERATE_EPILOG = f"""\
+Up to the model's trained key-frame count (16 for the shipped model) a video is made in one piece.
+Longer videos, and any with --then, --save-state or --resume-state, stream (flashvideo.endless.EndlessStream): the
+RetNet state is carried from key frame to key frame, frames are written to the files as they arrive,
+and memory stays flat; at most {MAX_STREAM_KEY_FRAMES:,} key frames. Key frames count from 0, so
+"--then 12 PROMPT" gives the first 12 key frames the first prompt. Everything is checked before
+generating; if a prompt is refused mid-stream anyway, or on Ctrl-C, the frames made so far are kept.
+
+examples:
+  python -m flashvideo generate "a red circle moves right" --out out.gif out.mp4
+  python -m flashvideo generate "a red circle moves right" --key-frames 60 \\
+      --then 12 "a red circle moves down" --then 30 "a red circle grows" --out long.gif
+  python -m flashvideo generate "a red circle moves down" --key-frames 40 --save-state a.state --out a.gif
+  python -m flashvideo generate "a red circle moves left" --key-frames 40 --resume-state a.state --out b.gif
+"""
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
+    d = STREAM_SETTINGS
     p.add_argument("--model", default=None, help="checkpoint folder or Hub repo id (default: the shipped model)")
-    p.add_argument("--key-frames", type=int, default=4, help="serial-number frame count K")
-    p.add_argument("--interp-frames", type=int, default=3, help="frames inserted between key frames n")
-    p.add_argument("--inherit-ratio", type=float, default=0.2, help="inheritable-token ratio rho in [0, 1]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="0 = greedy, else at least 0.01 (a tiny positive value is refused, not rounded)")
-    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely codes; 0 = off (as in the app)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep codes up to this mass (omit: off)")
-    p.add_argument("--guidance-scale", type=float, default=1.0,
-                   help="classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)")
-    p.add_argument("--negative-prompt", default=None, help="with guidance: steer away from this prompt (default: none)")
-    p.add_argument("--first-frame", default=None,
+    p.add_argument("--key-frames", type=int, default=4, metavar="K",
+                   help="key frames K (serial-number frames; default 4); past the model's trained count the "
+                        f"video streams, up to {MAX_STREAM_KEY_FRAMES}")
+    p.add_argument("--interp-frames", type=int, default=None, metavar="N",
+                   help=f"frames inserted between key frames n (default {d['interp_frames']})")
+    p.add_argument("--inherit-ratio", type=float, default=None, metavar="RHO",
+                   help=f"inheritable-token ratio rho in [0, 1] (default {d['inherit_ratio']})")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"random seed; the same seed gives the same video (default {d['seed']})")
+    p.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help=f"0 = greedy, else at least 0.01 (a tiny positive value is refused, not rounded); "
+                        f"default {d['temperature']}")
+    p.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="keep the k most likely codes; 0 = off (the default, as in the app)")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="nucleus sampling: keep codes up to this mass (omit: off)")
+    p.add_argument("--guidance-scale", type=float, default=None, metavar="S",
+                   help="classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass, the default)")
+    p.add_argument("--negative-prompt", default=None, metavar="PROMPT",
+                   help="with guidance: steer away from this prompt (default: none)")
+    p.add_argument("--first-frame", default=None, metavar="IMAGE",
                    help="image file (PNG, JPEG, WebP, GIF, BMP; at most 5 MB and 4096x4096 px): predict from it")
+
+
+def check_new_file(flag: str, name: str, want: str, suffixes=()) -> Path:
+    """A path where a file can be created: not empty, not a folder, ending in one of `suffixes` (if any),
+    not an existing non-file, in an existing folder where a file can be created (tried, then removed)."""
+    import tempfile
+
+    if not name.strip():
+        raise ValueError(f"{flag}: an empty path; {want}")
+    path = Path(name)
+    if path.is_dir():
+        raise ValueError(f"{flag} {name} is a folder; {want}")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag} {name}: the file must end in {' or '.join(suffixes)}, "
+                         f"not {path.suffix or 'no extension'}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{flag} {name} exists and is not a regular file")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {name}: the folder {parent} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".flashvideo-probe-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {name}: cannot write in {parent} ({e.strerror or e})") from None
+    return path
 
 
 def check_outputs(outs, fps, scale) -> list:
     """--out, --fps and --scale, checked before anything is loaded or generated: every output a .gif or
-    .mp4 path (not a folder) in an existing folder where a file can be created (tried, then removed)."""
-    import tempfile
-    from pathlib import Path
-
+    .mp4 path (`check_new_file`), each given once."""
     from .demo import as_int
 
     as_int("--fps", fps, 1, MAX_FPS)
     as_int("--scale", scale, 1, MAX_SCALE)
     paths = []
     for out in outs:
-        if not out.strip():
-            raise ValueError(f"--out: an empty path; give a file name ending in {' or '.join(OUTPUT_SUFFIXES)}")
-        path = Path(out)
-        if path.is_dir():
-            raise ValueError(f"--out {out} is a folder; give a file name ending in {' or '.join(OUTPUT_SUFFIXES)}")
-        if path.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise ValueError(f"--out {out}: the file must end in {' or '.join(OUTPUT_SUFFIXES)}, "
-                             f"not {path.suffix or 'no extension'}")
-        if path.exists() and not path.is_file():
-            raise ValueError(f"--out {out} exists and is not a regular file")
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise ValueError(f"--out {out}: the folder {parent} does not exist")
-        try:
-            with tempfile.NamedTemporaryFile(dir=parent, prefix=".flashvideo-probe-"):
-                pass
-        except OSError as e:
-            raise ValueError(f"--out {out}: cannot write in {parent} ({e.strerror or e})") from None
+        path = check_new_file("--out", out, f"give a file name ending in {' or '.join(SUFFIXES)}", SUFFIXES)
+        if path.resolve() in {p.resolve() for p in paths}:
+            raise ValueError(f"--out {out} is given twice")
         paths.append(path)
     return paths
 
 
-def cmd_generate(args) -> None:
-    """Every argument is checked before the video is generated: the outputs first (no model needed), then
-    the first frame (bounded, never a pipe or a device), then the model's own limits."""
+def check_state_file(name: str) -> Path:
+    """--resume-state: an existing regular file of at most MAX_STATE_BYTES (never a pipe or a device)."""
+    path = Path(name)
+    if not path.exists():
+        raise ValueError(f"--resume-state {name}: no such file; give a file written by --save-state")
+    if not path.is_file():
+        raise ValueError(f"--resume-state {name} is a folder, a pipe or a device; give a file written by --save-state")
+    if path.stat().st_size > MAX_STATE_BYTES:
+        raise ValueError(f"--resume-state {name} is {path.stat().st_size / 2**20:.0f} MB; a stream state is at most "
+                         f"{MAX_STATE_BYTES // 2**20} MB")
+    return path
+
+
+def check_schedule(pipe, prompt, then, key_frames: int) -> list[tuple[int, str]]:
+    """The prompt schedule [(0, prompt), (k1, prompt1), ...] from the prompt and --then's (K, PROMPT)
+    pairs: each K a whole number, increasing, in 1..key_frames-1; each prompt one the model reads
+    (`demo.check_prompt`: empty, unknown words, the grammar)."""
+    from .demo import check_prompt
+
+    schedule = [(0, check_prompt(pipe, prompt))]
+    for k, text in then or ():
+        try:
+            k = int(k)
+        except ValueError:
+            raise ValueError(f"--then takes a key frame (a whole number) and a prompt, e.g. "
+                             f"--then 12 'a red circle moves down'; got {k!r} as the key frame") from None
+        if k < 1:
+            raise ValueError(f"--then {k}: key frames count from 0 and key frame 0 has the first prompt; "
+                             f"a change starts at key frame 1 or later")
+        if k >= key_frames:
+            raise ValueError(f"--then {k}: a change must start below --key-frames {key_frames} "
+                             f"(the key frames are 0..{key_frames - 1})")
+        if k <= schedule[-1][0]:
+            raise ValueError(f"--then {k} comes after --then {schedule[-1][0]}: the key frames of --then must increase")
+        try:
+            schedule.append((k, check_prompt(pipe, text)))
+        except ValueError as e:
+            raise ValueError(f"--then {k}: {e}") from None
+    return schedule
+
+
+class PromptRefused(ValueError):
+    """A scheduled prompt refused mid-stream (between key frames: the stream is whole)."""
+
+
+def scheduled_events(stream, schedule, key_frames: int, first=None):
+    """FrameEvents of `key_frames` more key frames of an EndlessStream (and the frames between them), in
+    time order, the prompt switching as `schedule` says ([(k, prompt)], k from this run's first key
+    frame, 0-based). A `first` image becomes key frame 0 (given, not generated)."""
+    base = stream.key_frames
+    if first is not None:
+        yield from stream.feed_frames([first])
+    ends = [k for k, _ in schedule[1:]] + [key_frames]
+    for (k, prompt), end in zip(schedule, ends):
+        try:
+            stream.prompt = prompt
+        except ValueError as e:
+            raise PromptRefused(f"--then {k}: the prompt was refused mid-stream ({e})") from None
+        yield from stream.frames(end - (stream.key_frames - base))
+
+
+def check_video_settings(pipe, s) -> dict:
+    """A new video's settings (`STREAM_SETTINGS` names, filled in) -> the pipeline's keywords, checked."""
+    from . import demo
+    from .sampler import MAX_TEMPERATURE, SamplingSettings
+
+    c = pipe.config
+    interp_frames = demo.as_int("--interp-frames", s.interp_frames, 0, c.max_interp_frames)
+    demo.as_float("--inherit-ratio", s.inherit_ratio, 0.0, 1.0)
+    demo.as_int("--seed", s.seed, 0, 2**63 - 1)
+    sampling = SamplingSettings(temperature=demo.as_temperature(s.temperature, MAX_TEMPERATURE, "--temperature"),
+                                top_k=demo.as_top_k(s.top_k, c.n_codes, "--top-k"), top_p=s.top_p,
+                                guidance_scale=s.guidance_scale)
+    if s.negative_prompt is not None:
+        try:
+            demo.check_prompt(pipe, s.negative_prompt)
+        except ValueError as e:
+            raise ValueError(f"--negative-prompt: {e}") from None
+    settings = dict(interp_frames=interp_frames, inherit_ratio=s.inherit_ratio, seed=s.seed, sampling=sampling,
+                    negative_prompt=s.negative_prompt)
+    pipe.check_settings(2, **settings)
+    return settings
+
+
+def write_video(events, outs, n: int, *, fps: int, scale: int, start: int = 0) -> tuple[int, dict, int]:
+    """Write FrameEvents to every output as they arrive, under a progress bar (frames/s). Returns (frames
+    written, the last event's stats, tokens inherited). A prompt refused mid-stream or Ctrl-C stops the
+    run; the files keep the frames made so far, and the message says so."""
     from tqdm import tqdm
 
+    from .video_writer import VideoWriter
+
+    writers = [VideoWriter(out, fps=fps, scale=scale, start=start) for out in outs]
+    stats, inherited = {}, 0
+
+    def kept() -> str:
+        return f"kept the {min(w.close() for w in writers)} frames made so far in {', '.join(map(str, outs))}"
+
+    try:
+        with tqdm(total=n, unit="frame", desc="generating") as bar:
+            for ev in events:
+                for w in writers:
+                    w.add(ev.index, ev.image)
+                stats, inherited = ev.stats, inherited + ev.stats.get("tokens_inherited", 0)
+                bar.update()
+    except PromptRefused as e:
+        raise PromptRefused(f"{e}; stopped there and {kept()}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(f"stopped (Ctrl-C); {kept()}") from None
+    finally:
+        written = min(w.close() for w in writers)
+    return written, stats, inherited
+
+
+def cmd_generate(args) -> None:
+    """Every argument is checked before the video is generated: the files first (no model needed), then
+    the first frame (bounded, never a pipe or a device), then the model's own limits and the prompts.
+    Frames go to the files as they arrive."""
+    import time
+
     from . import demo
-    from .pipeline import FlashVideoPipeline, Video
-    from .sampler import MAX_TEMPERATURE, SamplingSettings
+    from .endless import EndlessStream
+    from .pipeline import FlashVideoPipeline
     from .timeline import Timeline
 
     demo.limit_image_decoding()
     outs = check_outputs(args.out, args.fps, args.scale)
+    save_state = args.save_state and check_new_file("--save-state", args.save_state, "give a file name, e.g. a.state")
+    given = [name for name in STREAM_SETTINGS if getattr(args, name) is not None]
+    if args.resume_state is not None:
+        resume = check_state_file(args.resume_state)
+        if args.first_frame is not None:
+            raise ValueError("--first-frame starts a new video and --resume-state continues one; give only one")
+        if given:
+            raise ValueError(f"--resume-state continues with the saved stream's own settings; leave out "
+                             f"{', '.join('--' + n.replace('_', '-') for n in given)}")
     first = None
     if args.first_frame is not None:
         try:
@@ -81,48 +246,68 @@ def cmd_generate(args) -> None:
         except ValueError as e:
             raise ValueError(f"--first-frame {args.first_frame}: {e}") from None
     pipe = FlashVideoPipeline.from_pretrained(args.model)
-    c = pipe.config
-    demo.check_prompt(pipe, args.prompt)
-    key_frames = demo.as_int("--key-frames", args.key_frames, 2, c.max_key_frames)
-    interp_frames = demo.as_int("--interp-frames", args.interp_frames, 0, c.max_interp_frames)
-    demo.as_float("--inherit-ratio", args.inherit_ratio, 0.0, 1.0)
-    demo.as_int("--seed", args.seed, 0, 2**63 - 1)
-    temperature = demo.as_temperature(args.temperature, MAX_TEMPERATURE, "--temperature")
-    top_k = demo.as_top_k(args.top_k, c.n_codes, "--top-k")
-    sampling = SamplingSettings(temperature=temperature, top_k=top_k, top_p=args.top_p,
-                                guidance_scale=args.guidance_scale)
-    pipe.check_settings(key_frames, interp_frames, args.inherit_ratio, seed=args.seed, sampling=sampling,
-                        negative_prompt=args.negative_prompt)
-    n = Timeline(key_frames, interp_frames).n_frames
-    side = c.image_size * args.scale
-    if n * side * side * 3 > MAX_OUTPUT_BYTES:
-        raise ValueError(f"--scale {args.scale}: {n} frames of {side}x{side} px would take "
-                         f"{n * side * side * 3 / 2**30:.1f} GiB; at most {MAX_OUTPUT_BYTES / 2**30:g} GiB "
-                         f"(lower --scale, --key-frames or --interp-frames)")
-    events = pipe.stream(args.prompt, key_frames=key_frames, interp_frames=interp_frames,
-                         inherit_ratio=args.inherit_ratio, seed=args.seed, first_frame=first,
-                         sampling=sampling, negative_prompt=args.negative_prompt)
-    video = Video.collect(tqdm(events, total=n, unit="frame", desc="generating"), n)
-    stats = video.stats
+    trained = pipe.config.max_key_frames
+    key_frames = demo.as_int("--key-frames", args.key_frames, 1 if args.resume_state else 2, MAX_STREAM_KEY_FRAMES)
+    schedule = check_schedule(pipe, args.prompt, args.then, key_frames)
+    if args.resume_state is not None:
+        try:
+            stream = EndlessStream.load(pipe, resume)
+        except ValueError as e:
+            raise ValueError(f"--resume-state {args.resume_state}: {e}") from None
+    else:
+        chosen = {**STREAM_SETTINGS, **{n: getattr(args, n) for n in given}}
+        settings = check_video_settings(pipe, argparse.Namespace(**chosen))
+        stream = None
+        if len(schedule) > 1 or key_frames > trained or save_state:
+            stream = EndlessStream(pipe, schedule[0][1], **settings)
+
+    if stream is None:                          # one piece: all key frames, then the pairs in one batch
+        before, start = {}, 0
+        n = Timeline(key_frames, settings["interp_frames"]).n_frames
+        events = pipe.stream(schedule[0][1], key_frames=key_frames, first_frame=first, **settings)
+    else:                                       # a stream, from a saved one's next frame on
+        before, done, stride = dict(stream.counts), stream.key_frames, stream.interp_frames + 1
+        start = stream.timeline.key_index(done - 1) + 1 if done else 0
+        n = key_frames * stride - (0 if done else stride - 1)
+        events = scheduled_events(stream, schedule, key_frames, first)
+        note = f" after the saved stream's {done} key frames" if done else ""
+        if key_frames > trained:
+            note += f"; past the {trained} the model was trained on, serial numbers cycle"
+        print(f"streaming {key_frames} key frames ({n} frames){note}")
+
+    t0 = time.perf_counter()
+    try:
+        written, stats, inherited = write_video(events, outs, n, fps=args.fps, scale=args.scale, start=start)
+    except PromptRefused as e:
+        if not save_state:
+            raise
+        stream.save(save_state)                 # the refusal came between key frames: the state is whole
+        raise ValueError(f"{e}, and the stream's state in {save_state}") from None
+    seconds = time.perf_counter() - t0
     for out in outs:
-        video.save(out, fps=args.fps, scale=args.scale)
         print(f"wrote {out}")
-    print(f"{n} frames in {stats['seconds']:.2f} s; tokens sampled {stats['total_sampled']}, "
-          f"inherited {stats['total_inherited']}, recurrent steps {stats['total_steps']}")
+    total = {k: stats.get(f"total_{k}", 0) - before.get(k, 0) for k in ("sampled", "steps")}
+    print(f"{written} frames in {seconds:.2f} s ({written / max(seconds, 1e-9):.1f} frames/s); tokens sampled "
+          f"{total['sampled']}, inherited {inherited}, recurrent steps {total['steps']}")
+    if len(schedule) > 1:
+        ends = [k - 1 for k, _ in schedule[1:]] + [key_frames - 1]
+        print("prompts: " + "; ".join(f"key frames {k}..{e}: {p!r}" for (k, p), e in zip(schedule, ends)))
+    if save_state:
+        stream.save(save_state)
+        print(f"saved the stream's state to {save_state} (continue it with --resume-state {save_state})")
 
 
 def cmd_train_tokenizer(args) -> None:
     """Train the tokenizer backend `args.backend` (default "vq"; any name in `tokenizer.TOKENIZERS`) on the
     world's frames, score it on the world's held-out frames, and write it with its metrics."""
     import json
-    from pathlib import Path
 
     from .tokenizer import WordTokenizer, tokenizer_class
     from .train_tokenizer import evaluate_tokenizer
     from .world import frame_stream, make_world
 
+    backend = tokenizer_class(args.backend)          # an unknown name is refused before any work
     world = make_world(args.data, args.image_size)
-    backend = tokenizer_class(getattr(args, "backend", "vq"))
     vq_kwargs = dict(image_size=args.image_size, downsample=args.downsample, n_codes=args.codes,
                      code_dim=args.code_dim, channels=args.channels)
     tokenizer, metrics = backend.train(frame_stream(world, args.seed), WordTokenizer(world.vocabulary(), slots=world.grammar()),
@@ -146,7 +331,8 @@ def cmd_train(args) -> None:
                      batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
                      p_interp=args.p_interp, p_stream=args.p_stream, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
-                     export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model)
+                     export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model,
+                     folder_frames=args.folder_frames, folder_t_max=args.folder_t_max)
     train(tc)
 
 
@@ -166,10 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flashvideo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="text (and optionally a first frame) -> video file")
-    g.add_argument("prompt")
+    g = sub.add_parser("generate", help="text (and optionally a first frame) -> video file",
+                       description="Text (and optionally a first frame) -> a .gif / .mp4 video.",
+                       epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("prompt", help="what the video shows, e.g. 'a red circle moves right' (a schedule's first prompt)")
     add_generation_args(g)
-    g.add_argument("--out", nargs="+", default=["out.gif"], help="one or more .gif / .mp4 paths")
+    g.add_argument("--then", nargs=2, action="append", default=[], metavar=("K", "PROMPT"),
+                   help="from key frame K on (counting from 0) use PROMPT; repeat for more changes, K increasing "
+                        "and below --key-frames")
+    g.add_argument("--save-state", default=None, metavar="PATH",
+                   help="after the last frame, save the stream's state (a few hundred KB) to continue it later")
+    g.add_argument("--resume-state", default=None, metavar="PATH",
+                   help="continue a stream saved by --save-state: --key-frames more key frames under the prompt, "
+                        "with the saved stream's settings (leave out --interp-frames, --seed and the sampling flags)")
+    g.add_argument("--out", nargs="+", default=["out.gif"], metavar="PATH",
+                   help="one or more .gif / .mp4 paths, written while frames arrive")
     g.add_argument("--fps", type=int, default=8, help=f"frames per second, 1..{MAX_FPS}")
     g.add_argument("--scale", type=int, default=4, help=f"enlarge frames by pixel repetition, 1..{MAX_SCALE}")
     g.set_defaults(func=cmd_generate)
@@ -186,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--code-dim", type=int, default=32)
     t.add_argument("--channels", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--backend", default="vq",
+                   help="tokenizer backend: a name registered in flashvideo.tokenizer.TOKENIZERS (default 'vq', the "
+                        "patch-local VQ-VAE; 'icetk' loads pretrained weights and cannot be trained here)")
     t.set_defaults(func=cmd_train_tokenizer)
 
     m = sub.add_parser("train", help="train the RetNet (runs under torchrun too)")
@@ -209,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--export", default="", help="write the final pipeline folder here (e.g. checkpoints/shapes)")
     m.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     m.add_argument("--stop-at", type=int, default=0, help="stop at this step with a checkpoint (resume later)")
+    m.add_argument("--folder-frames", type=int, default=16,
+                   help="dataset folder: frames read per clip (default 16; not used by the shapes world)")
+    m.add_argument("--folder-t-max", type=float, default=0.0,
+                   help="dataset folder: a clip spans key-frame time [0, this]; 0 = --folder-frames - 1, one frame "
+                        "of the file per key-frame interval (not used by the shapes world)")
     m.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="score a checkpoint on the shapes world (markdown + JSON)")

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flashvideo.cli import main
+from flashvideo import demo
+from flashvideo.cli import build_parser, main
+from flashvideo.endless import EndlessStream
 from flashvideo.pipeline import FlashVideoPipeline
+from flashvideo.timeline import Timeline
+from flashvideo.video_writer import VideoWriter
+from conftest import make_tiny_pipeline
 from fuzzkit import bomb_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +54,8 @@ def no_generation(monkeypatch):
     def stream(*args, **kwargs):
         raise AssertionError("generation started before the arguments were checked")
     monkeypatch.setattr(FlashVideoPipeline, "stream", stream)
+    monkeypatch.setattr(EndlessStream, "frames", stream)
+    monkeypatch.setattr(EndlessStream, "feed_frames", stream)
 
 
 def bomb(path: Path) -> Path:
@@ -58,7 +65,22 @@ def bomb(path: Path) -> Path:
 
 @pytest.mark.parametrize("args, message", [
     (["a pink circle"], "unknown words ['pink']"),
-    (["a red circle", "--key-frames", "9"], "--key-frames must be a whole number in 2..5, got 9"),
+    (["a red circle", "--key-frames", "100001"], "--key-frames must be a whole number in 2..100000, got 100001"),
+    (["a red circle", "--key-frames", "1"], "--key-frames must be a whole number in 2..100000, got 1"),
+    (["a red circle", "--then", "0", "blue square grows"], "--then 0: key frames count from 0 and key frame 0 has"),
+    (["a red circle", "--then", "4", "blue square grows"], "--then 4: a change must start below --key-frames 4"),
+    (["a red circle", "--key-frames", "60", "--then", "12", "blue square grows", "--then", "12", "red square grows"],
+     "--then 12 comes after --then 12: the key frames of --then must increase"),
+    (["a red circle", "--key-frames", "60", "--then", "30", "blue square grows", "--then", "12", "red square grows"],
+     "--then 12 comes after --then 30"),
+    (["a red circle", "--then", "two", "blue square grows"], "--then takes a key frame (a whole number) and a prompt"),
+    (["a red circle", "--key-frames", "60", "--then", "12", "blue square grows", "--then", "30", "a pink square"],
+     "--then 30: prompt: unknown words ['pink']"),
+    (["a red circle", "--then", "2", "  "], "--then 2: prompt is empty"),
+    (["a red circle", "--guidance-scale", "3", "--negative-prompt", "a pink circle"],
+     "--negative-prompt: prompt: unknown words ['pink']"),
+    (["a red circle", "--resume-state", "missing.state"], "--resume-state missing.state: no such file"),
+    (["a red circle", "--resume-state", "/dev/zero"], "--resume-state /dev/zero is a folder, a pipe or a device"),
     (["a red circle", "--interp-frames", "-1"], "--interp-frames must be a whole number in 0..4"),
     (["a red circle", "--inherit-ratio", "nan"], "--inherit-ratio must be a number in [0, 1], got nan"),
     (["a red circle", "--seed", "-1"], "--seed must be a whole number in 0..9223372036854775807, got -1"),
@@ -92,6 +114,7 @@ def test_bad_outputs_are_refused_before_generating(ckpt, tmp_path, no_generation
         ([str(tmp_path / "a-file" / "x.gif")], "does not exist"),
         (["/proc/x.gif"], "cannot write in /proc"),
         ([str(tmp_path / "ok.gif"), str(tmp_path / "x.webm")], "not .webm"),
+        ([str(tmp_path / "ok.gif"), str(tmp_path / "ok.gif")], "--out " + str(tmp_path / "ok.gif") + " is given twice"),
     ]
     (tmp_path / "dir.gif").mkdir()
     before = sorted(tmp_path.iterdir())
@@ -149,3 +172,142 @@ def test_errors_are_one_line_without_a_traceback(ckpt, tmp_path):
         assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), (extra, out.stderr)
         assert "Traceback" not in out.stderr and out.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ---- prompt schedules and endless streams (issue 12) ------------------------------------------------
+
+def generate(ckpt, out, *args):
+    main(["generate", "a red circle moves right", "--model", str(ckpt), "--scale", "1", "--out", *map(str, out), *args])
+    return [iio.imread(o, index=None) for o in out]
+
+
+def test_a_schedule_is_the_endless_stream_with_the_same_switches(ckpt, tmp_path, capsys):
+    """--then switches the prompt from a key frame on: the files hold the frames of an EndlessStream with the
+    same seed and switches (GIFs of 16x16 frames are exact), past the model's trained key-frame count."""
+    gif, mp4 = generate(ckpt, [tmp_path / "long.gif", tmp_path / "long.mp4"], "--key-frames", "7",
+                        "--interp-frames", "2", "--seed", "5", "--then", "3", "blue square grows",
+                        "--then", "5", "red circle moves left")
+    n = Timeline(7, 2).n_frames
+    assert gif.shape == (n, 16, 16, 3) and mp4.shape[0] == n
+    pipe = FlashVideoPipeline.from_pretrained(ckpt)
+    stream = EndlessStream(pipe, "a red circle moves right", interp_frames=2, seed=5)
+    events = list(stream.frames(3))
+    stream.prompt = "blue square grows"
+    events += stream.frames(2)
+    stream.prompt = "red circle moves left"
+    events += stream.frames(2)
+    assert [ev.index for ev in events] == list(range(n))
+    assert np.array_equal(gif, np.stack([ev.image for ev in events]))
+    out = capsys.readouterr().out
+    assert f"{n} frames in" in out and "past the 5 the model was trained on" in out
+    assert "key frames 0..2: 'a red circle moves right'; key frames 3..4: 'blue square grows'" in out
+
+
+def test_more_key_frames_than_trained_stream_without_a_schedule(ckpt, tmp_path):
+    (gif,) = generate(ckpt, [tmp_path / "v.gif"], "--key-frames", "9", "--interp-frames", "1")
+    assert gif.shape[0] == Timeline(9, 1).n_frames
+
+
+def test_a_saved_stream_resumed_is_the_whole_schedule(ckpt, tmp_path):
+    """--save-state then --resume-state (with a new prompt) gives the frames of one run with that switch."""
+    state = tmp_path / "a.state"
+    (first,) = generate(ckpt, [tmp_path / "a.gif"], "--key-frames", "4", "--interp-frames", "1",
+                        "--then", "2", "blue square grows", "--save-state", str(state))
+    main(["generate", "red circle moves left", "--model", str(ckpt), "--scale", "1", "--key-frames", "3",
+          "--resume-state", str(state), "--out", str(tmp_path / "b.gif")])
+    (whole,) = generate(ckpt, [tmp_path / "whole.gif"], "--key-frames", "7", "--interp-frames", "1",
+                        "--then", "2", "blue square grows", "--then", "4", "red circle moves left")
+    resumed = iio.imread(tmp_path / "b.gif", index=None)
+    assert len(first) == Timeline(4, 1).n_frames and len(resumed) == 3 * 2
+    assert np.array_equal(np.concatenate([first, resumed]), whole)
+
+
+def test_a_prompt_refused_mid_stream_keeps_the_frames_made_so_far(ckpt, tmp_path, monkeypatch):
+    """If a prompt gets past the checks and the stream refuses it, the run stops with a message, and the
+    files hold every frame up to that key frame (and the state, to continue from there)."""
+    monkeypatch.setattr(demo, "check_prompt", lambda pipe, prompt: prompt)   # let the unknown word through
+    gif, mp4, state = tmp_path / "v.gif", tmp_path / "v.mp4", tmp_path / "v.state"
+    with pytest.raises(SystemExit) as e:
+        generate(ckpt, [gif, mp4], "--key-frames", "8", "--interp-frames", "2", "--then", "3", "a pink circle",
+                 "--save-state", str(state))
+    message = str(e.value)
+    assert message.startswith("error: --then 3: the prompt was refused mid-stream (unknown words ['pink']")
+    assert "stopped there and kept the 7 frames made so far" in message and str(state) in message
+    assert iio.imread(gif, index=None).shape[0] == iio.imread(mp4, index=None).shape[0] == Timeline(3, 2).n_frames
+    assert EndlessStream.load(FlashVideoPipeline.from_pretrained(ckpt), state).key_frames == 3
+
+
+@pytest.fixture
+def other_state(tmp_path):
+    """A stream state saved by another model (made before `no_generation` stops all generation)."""
+    stream = EndlessStream(make_tiny_pipeline(seed=1, d_model=48), "red circle grows", interp_frames=0)
+    list(stream.frames(1))
+    return stream.save(tmp_path / "other.state")
+
+
+def test_resume_refusals(ckpt, tmp_path, other_state, no_generation, monkeypatch):
+    """A state is continued with its own settings, from the model that saved it, and is a real state."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.state").write_bytes(b"\x00" * 64)
+    cases = [(["--resume-state", "junk.state"], "--resume-state junk.state: junk.state is not a FlashVideo stream"),
+             (["--resume-state", "other.state"], "was saved by another model or config"),
+             (["--resume-state", "other.state", "--seed", "3", "--top-k", "2"],
+              "continues with the saved stream's own settings; leave out --seed, --top-k"),
+             (["--resume-state", "other.state", "--first-frame", "x.png"], "give only one"),
+             (["--save-state", "."], "--save-state . is a folder")]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as e:
+            main(["generate", "a red circle", "--model", str(ckpt), "--out", "x.gif", *args])
+        assert message in str(e.value), (args, str(e.value))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.state", "other.state"]
+
+
+def test_the_writer_puts_frames_on_disk_as_they_arrive(tmp_path):
+    """Out-of-order frames wait for the ones before them; every written frame is on disk at once, and
+    nothing is kept: the file grows with each frame while the writer's memory does not."""
+    import gc
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    path = tmp_path / "v.gif"
+    w = VideoWriter(path, fps=8, scale=2)
+    w.add(1, frames[1])
+    assert not path.exists() and w.written == 0          # frame 0 is not there yet
+    sizes = []
+    tracemalloc.start()
+    for i in [0, *range(2, 40)]:
+        w.add(i, frames[i])
+        sizes.append(path.stat().st_size)
+        if i == 10:
+            gc.collect()                                 # Pillow's GIF encoder leaves a reference cycle per frame
+            base = tracemalloc.take_snapshot()
+    gc.collect()
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    tracemalloc.stop()
+    assert w.close() == 40 and not w.pending
+    assert sizes == sorted(set(sizes)) and grown < 20_000, grown
+    assert np.array_equal(iio.imread(path, index=None), frames.repeat(2, 1).repeat(2, 2))
+
+
+# ---- training options (issue 11) ----------------------------------------------------------------
+
+def test_train_folder_options_reach_the_config(monkeypatch):
+    import flashvideo.train as train
+
+    seen = []
+    monkeypatch.setattr(train, "train", seen.append)
+    main(["train", "--data", "clips/", "--folder-frames", "8", "--folder-t-max", "3.5"])
+    main(["train"])
+    assert (seen[0].folder_frames, seen[0].folder_t_max, seen[0].data) == (8, 3.5, "clips/")
+    assert (seen[1].folder_frames, seen[1].folder_t_max) == (train.TrainConfig.folder_frames, 0.0)
+
+
+def test_train_tokenizer_backend_goes_to_the_registry(tmp_path):
+    assert build_parser().parse_args(["train-tokenizer"]).backend == "vq"
+    for backend, message in [("nope", "unknown tokenizer backend 'nope'; choose one of ['vq', 'icetk'"),
+                             ("icetk", "the 'icetk' tokenizer cannot be trained here")]:
+        with pytest.raises(SystemExit) as e:
+            main(["train-tokenizer", "--backend", backend, "--out", str(tmp_path / "tok")])
+        assert message in str(e.value), str(e.value)
+    assert list(tmp_path.iterdir()) == []
