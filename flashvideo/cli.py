@@ -1,4 +1,8 @@
-"""python -m flashvideo <command>: generate, train-tokenizer, train, eval, bench."""
+"""python -m flashvideo <command>: generate, train-tokenizer, train, eval, bench.
+
+`generate` makes a video of up to the model's trained key-frame count in one piece (the pipeline's
+stream); a longer one, a prompt schedule (--then) or a saved state goes through `EndlessStream`.
+Either way the frames go to the files as they arrive (`video_writer.VideoWriter`)."""
 from __future__ import annotations
 
 import argparse
@@ -230,7 +234,9 @@ def cmd_generate(args) -> None:
 
     demo.limit_image_decoding()
     outs = check_outputs(args.out, args.fps, args.scale)
-    save_state = args.save_state and check_new_file("--save-state", args.save_state, "give a file name, e.g. a.state")
+    save_state = None
+    if args.save_state is not None:
+        save_state = check_new_file("--save-state", args.save_state, "give a file name, e.g. a.state")
     given = [name for name in STREAM_SETTINGS if getattr(args, name) is not None]
     if args.resume_state is not None:
         resume = check_state_file(args.resume_state)

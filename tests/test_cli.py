@@ -254,7 +254,8 @@ def test_resume_refusals(ckpt, tmp_path, other_state, no_generation, monkeypatch
              (["--resume-state", "other.state", "--seed", "3", "--top-k", "2"],
               "continues with the saved stream's own settings; leave out --seed, --top-k"),
              (["--resume-state", "other.state", "--first-frame", "x.png"], "give only one"),
-             (["--save-state", "."], "--save-state . is a folder")]
+             (["--save-state", "."], "--save-state . is a folder"),
+             (["--save-state", ""], "--save-state: an empty path")]
     for args, message in cases:
         with pytest.raises(SystemExit) as e:
             main(["generate", "a red circle", "--model", str(ckpt), "--out", "x.gif", *args])
