@@ -339,12 +339,21 @@ def main(args) -> None:
     if not check["ok"]:
         raise RuntimeError(f"the detector does not score ground truth at 100 %: {check}")
     pipe = FlashVideoPipeline.from_pretrained(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "sweep", 0):
+        t0 = time.perf_counter()
+        rows = sampling_sweep(pipe, n=args.sweep, seed=args.seed)
+        (out / "sweep.json").write_text(json.dumps(rows, indent=2, default=str))
+        table = sweep_markdown(rows)
+        (out / "sweep.md").write_text(table + "\n")
+        print(table)
+        print(f"\nwrote {out / 'sweep.md'} and {out / 'sweep.json'} in {time.perf_counter() - t0:.0f} s")
+        return
     sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "guidance_scale")
                 if getattr(args, k, None) is not None}
     result = evaluate(pipe, seen=args.seen, clips=args.clips, long=args.long, seed=args.seed, **sampling)
     result["detector_check"] = check
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
     table = to_markdown(result)
     (out / "eval.md").write_text(table + "\n")

@@ -5,7 +5,8 @@ import torch
 
 from flashvideo.config import FlashVideoConfig
 from flashvideo.data import shapes
-from flashvideo.evaluate import check_detector, evaluate, psnr, ssim, summarise, to_markdown, video_scores
+from flashvideo.evaluate import (check_detector, evaluate, psnr, sampling_sweep, ssim, summarise, sweep_markdown,
+                                 to_markdown, video_scores)
 from flashvideo.pipeline import FlashVideoPipeline
 from flashvideo.retnet import RetNet
 from flashvideo.timeline import Timeline
@@ -66,6 +67,9 @@ def test_evaluate_runs_end_to_end():
     assert r["long"]["key_frames"] == 4
     table = to_markdown(r)
     assert "held out (1 prompts)" in table and "tokenizer" in table
+    rows = sampling_sweep(pipe, [dict(temperature=1.0), dict(temperature=0.5, top_k=4)], n=2)
+    assert [r["settings"] for r in rows] == [dict(temperature=1.0), dict(temperature=0.5, top_k=4)]
+    assert "| temperature=0.5, top_k=4 |" in sweep_markdown(rows) and all(0 <= r["motion"] <= 1 for r in rows)
 
 
 def test_switch_scoring_is_honest_on_ground_truth():
