@@ -266,7 +266,8 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
 
 
 SWEEP = [dict(temperature=1.0), dict(temperature=0.8), dict(temperature=0.6), dict(temperature=0.8, top_k=8),
-         dict(temperature=0.6, top_k=8), dict(temperature=0.8, guidance_scale=2.0), dict(temperature=0.6, guidance_scale=2.0)]
+         dict(temperature=0.8, top_p=0.9), dict(temperature=1.0, guidance_scale=2.0),
+         dict(temperature=0.8, guidance_scale=2.0), dict(temperature=0.6, guidance_scale=2.0)]
 
 
 def sampling_sweep(pipe, settings: list[dict] = SWEEP, n: int = 24, seed: int = 0) -> list[dict]:
