@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .aot import model_key
 from .layout import KEY, UNKNOWN
 from .pipeline import FrameEvent, _generator, child_seed
 from .regions import INHERITABLE, region_counts, region_labels
@@ -175,7 +176,8 @@ class EndlessStream:
         tensors["generator"] = self._dec.generators[0].get_state()
         if self._last_key is not None:
             tensors["last_key"] = self._last_key.contiguous()
-        meta = {"format": STATE_FORMAT, "config": self.config.to_dict(), "pos": self._dec.pos,
+        meta = {"format": STATE_FORMAT, "config": self.config.to_dict(), "model": model_key(self.pipe.model),
+                "pos": self._dec.pos,
                 "key_frames": self._key_frames, "prompt": self._prompt, "seed": self.seed,
                 "interp_frames": self.interp_frames, "inherit_ratio": self.inherit_ratio,
                 "batch_pairs": self.batch_pairs, "negative_prompt": self.negative_prompt,
@@ -187,8 +189,8 @@ class EndlessStream:
 
     @classmethod
     def load(cls, pipe, path) -> "EndlessStream":
-        """A stream saved by `save`, for the same model (ValueError for a state of another model or
-        config, or a file that is not a stream state)."""
+        """A stream saved by `save`, for the same model: the same config and weights (ValueError for a
+        state of another model or config, or a file that is not a stream state)."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -200,7 +202,7 @@ class EndlessStream:
             raise ValueError(f"{path.name} is not a FlashVideo stream state ({type(e).__name__})") from None
         if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise ValueError(f"{path.name} is not a FlashVideo stream state")
-        if meta.get("config") != pipe.config.to_dict():
+        if meta.get("config") != pipe.config.to_dict() or meta.get("model") != model_key(pipe.model):
             raise ValueError(f"{path.name} was saved by another model or config; it cannot continue with this one")
         stream = cls(pipe, meta["prompt"], interp_frames=meta["interp_frames"], inherit_ratio=meta["inherit_ratio"],
                      seed=meta["seed"], batch_pairs=meta["batch_pairs"], negative_prompt=meta["negative_prompt"],

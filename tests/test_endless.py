@@ -77,9 +77,9 @@ def test_bad_prompts_and_foreign_states_are_refused(tiny_pipe, tmp_path):
     more = collect(stream.frames(1))                      # the stream goes on under its last prompt
     assert set(made) | set(more) == set(range(5))
     stream.save(tmp_path / "s.state")
-    other = make_tiny_pipeline(seed=1, d_model=48)
-    with pytest.raises(ValueError, match="another model or config"):
-        EndlessStream.load(other, tmp_path / "s.state")
+    for other in (make_tiny_pipeline(seed=1, d_model=48), make_tiny_pipeline(seed=1)):  # another config; other weights
+        with pytest.raises(ValueError, match="another model or config"):
+            EndlessStream.load(other, tmp_path / "s.state")
     (tmp_path / "junk.state").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="not a FlashVideo stream state"):
         EndlessStream.load(tiny_pipe, tmp_path / "junk.state")
