@@ -7,9 +7,11 @@ flashvideo/app_session.py, the pictures: flashvideo/app_view.py).
 Frames stream in as they are decoded: the key frames first, then the frames between every pair of
 key frames (all pairs in one batch). The region view shows each in-between frame's token grid:
 which tokens differ between its key frames, which are unstable, which were inherited (copied
-instead of sampled) and which were generated although stable. "Continue" extends the video under a
-new prompt from its saved stream state (held per browser session), or continues an uploaded clip;
-"until stopped" runs until Stop. The /generate endpoint is also an MCP tool (`launch(mcp_server=...)`).
+instead of sampled) and which were generated although stable. Concurrent Generate runs share their
+decoding batches (`flashvideo.serving`), each getting the frames it would get alone. "Continue" extends
+the video under a new prompt from its saved stream state (held per browser session), or continues an
+uploaded clip; "until stopped" runs until Stop. The /generate endpoint is also an MCP tool
+(`launch(mcp_server=...)`).
 
 Hostile requests (issue 9): every value of /generate reaches our checks before Gradio's (the event
 runs with preprocess=False, and `FlashVideoBlocks.preprocess_data` screens the first-frame payload
@@ -41,6 +43,8 @@ GENERATE_INPUTS = ("prompt", "first frame", "key frames", "interpolated frames",
                    "randomise seed", "temperature", "top-k", "top-p", "guidance scale", "negative prompt", "length")
 LEGACY_INPUTS = 9                      # a request of the first 9 values gets the defaults for the rest
 DEFAULTS = (1.0, 1.0, "", lib.LENGTHS[0])
+GENERATE_CONCURRENCY = 16              # Generate runs at once, sharing decoding batches (flashvideo.serving); more wait
+                                       # in the queue, up to its max_size
 CONTINUE_INPUTS = ("prompt", "clip", "key frames", "interpolated frames", "inheritable-token ratio", "seed",
                    "temperature", "top-k", "top-p", "guidance scale", "negative prompt", "length")
 log = logging.getLogger("flashvideo.app")
@@ -389,7 +393,7 @@ def build_demo(model_id=None) -> gr.Blocks:
                     inputs=[prompt, first_frame, *settings, randomize, *sampling],
                     outputs=[frame_view, strip, stats, seed, video, gif, frame, cont_btn],
                     api_name="generate", api_description=mcp_description(vocabulary, config),
-                    concurrency_limit=1, trigger_mode="always_last", show_progress="hidden",
+                    concurrency_limit=GENERATE_CONCURRENCY, trigger_mode="always_last", show_progress="hidden",
                     preprocess=False)  # raw values: lib.Settings.check is the one judge of every field
         cont = gr.on([cont_btn.click, next_prompt.submit], continue_video,
                      inputs=[next_prompt, clip, *settings, *sampling],

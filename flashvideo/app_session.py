@@ -7,7 +7,8 @@ with new prompts, at a constant cost per frame and bounded memory and disk.
     for up in session.extend(prompt, 8, clip=frames): ...  # continue an uploaded clip instead
 
 * The first run is `FlashVideoPipeline.stream` (key frames first, then every pair's in-between frames
-  in one batch). Continuing needs an `EndlessStream`: made once, on the first Continue, by feeding the
+  in one batch), through the pipeline's `serving.Server`: the runs of concurrent sessions share its
+  decoding batches. Continuing needs an `EndlessStream`: made once, on the first Continue, by feeding the
   video's key frames in one chunkwise pass; from then on its state (a few hundred KB) is all that is
   kept of the past, and every Continue carries on from it. Nothing is ever re-decoded.
 * Per frame: two small PNGs and an HTML string (`app_view`), one thumbnail pasted into the filmstrip,
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import app_view as view
+from . import app_view as view, serving
 from .timeline import Timeline
 
 FPS = 8
@@ -191,9 +192,9 @@ class Session:
         self.last_total = T
         self._start_run(None if s.until_stopped else T, new_video=True)
         first_given = s.first_frame is not None
-        for ev in self.pipe.stream(s.prompt, key_frames=s.key_frames, interp_frames=s.interp_frames,
-                                   inherit_ratio=s.inherit_ratio, seed=s.seed, first_frame=s.first_frame,
-                                   sampling=s.sampling, negative_prompt=s.negative_prompt):
+        for ev in serving.shared(self.pipe).stream(s.prompt, key_frames=s.key_frames, interp_frames=s.interp_frames,
+                                                   inherit_ratio=s.inherit_ratio, seed=s.seed, first_frame=s.first_frame,
+                                                   sampling=s.sampling, negative_prompt=s.negative_prompt):
             kind = "first" if ev.index == 0 and first_given else ev.kind
             yield self._add(ev.index, kind, ev.image, ev.regions, s.prompt, ev.stats)
         if s.until_stopped:

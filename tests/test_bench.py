@@ -74,6 +74,17 @@ def test_quick_bench_has_every_row(quick):
         assert label in md
 
 
+def test_quick_users_section_serves_every_user(tmp_path):
+    r = bench.main(["--quick", "--out", str(tmp_path), "--sections", "users"])["users"]
+    assert [row["users"] for row in r["rows"]] == bench.QUICK.users
+    for row in r["rows"]:
+        assert 0 < row["first_frame_median"] <= row["first_frame_max"] <= row["last_frame_max"] == row["wall"]
+        assert row["frames_per_s"] > 0 and row["rows_per_step"] >= 1
+    assert r["rows"][-1]["rows_per_step"] > r["rows"][0]["rows_per_step"]   # more users, larger batches
+    assert r["ratio_users"] == max(bench.QUICK.users) and r["wall_ratio"] > 0
+    assert "Simultaneous users" in (tmp_path / "bench.md").read_text()
+
+
 def test_step_cost_counts_the_linear_layers():
     config = FlashVideoConfig(d_model=64, n_heads=4, n_layers=3, n_codes=100)
     model = RetNet(config)

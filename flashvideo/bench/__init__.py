@@ -16,6 +16,9 @@ a warm-up run, unless the section says otherwise):
 * demo       -- `demo.py`: the default demo video end to end through `FlashVideoPipeline.stream`.
 * long       -- `long.py`: an endless stream (`EndlessStream`) at frames 10, 100, 1 000 (10 000 with
                 --long-frames): seconds per frame and resident memory, beside a KV-cache transformer.
+* users      -- `users.py`: 1, 4, 16 and 32 simultaneous users asking for the demo video through the batched
+                server (`flashvideo.serving`): wall time, throughput, time to first and last frame, and 16
+                users' wall time over one's.
 
 `--quick` runs every section at tiny sizes (a CI smoke test, well under a minute; no timing assertions).
 Random weights are fair for timing: every method does the same work per token or per step whatever
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from . import demo, evdm_flops, floor, headline, interp, long, methods
+from . import demo, evdm_flops, floor, headline, interp, long, methods, users
 from .common import FULL, LABELS, METHODS, QUICK, Settings, machine_info
 from .floor import count_ops, step_cost
 
@@ -49,6 +52,7 @@ RUNNERS = {
     "evdm_flops": (lambda s, r: evdm_flops.section_evdm_flops(s), evdm_flops.markdown),
     "demo": (lambda s, r: demo.section_demo(s), demo.markdown),
     "long": (lambda s, r: long.section_long(s), long.markdown),
+    "users": (lambda s, r: users.section_users(s), users.markdown),
 }
 SECTIONS = list(RUNNERS)
 

@@ -47,6 +47,7 @@ class Settings:
     aoti: bool = False                             # also build (if not cached) and time the AOTInductor step
     long_frames: list = field(default_factory=lambda: [10, 100, 1000])  # checkpoints of the long section
     transformer_frames: int = 300                  # the KV transformer's last frame in the long section
+    users: list = field(default_factory=lambda: [1, 4, 16, 32])  # simultaneous users in the users section
 
 
 FULL = Settings()
@@ -54,7 +55,7 @@ QUICK = Settings(quick=True, repeats=1, frames=[1, 2], grid=4, grids=[4, 6], pix
                  rhos=[0.0, 1.0], key_frames=3, interp_frames=1, interp_repeats=1, masked_steps=2, evdm_steps=2,
                  evdm_measure_steps=2, nocache_budget=5.0, nocache_budget_tokens=2.0,
                  model=dict(n_codes=64, n_text=8, text_len=4, d_model=32, n_heads=4, n_layers=2, chunk_size=16),
-                 headline_grid=4, headline_frames=[2, 4], long_frames=[10, 40], transformer_frames=40,
+                 headline_grid=4, headline_frames=[2, 4], long_frames=[10, 40], transformer_frames=40, users=[1, 2, 4],
                  headline_model=dict(n_codes=64, n_text=8, text_len=4, d_model=32, n_heads=4, n_layers=2, chunk_size=16))
 
 TEXT_IDS = [1, 2, 3]

@@ -13,8 +13,12 @@ from ..timeline import Timeline
 from ..tokenizer import VQTokenizer, VQVAE, WordTokenizer
 from .common import Settings, fmt_s, median
 
+DEMO_KEY_FRAMES, DEMO_INTERP_FRAMES, DEMO_RHO = 4, 3, 0.2  # the app's default video
 
-def section_demo(s: Settings) -> dict:
+
+def demo_pipeline(s: Settings):
+    """(pipeline, what its weights are): the shipped checkpoint, else random weights at the default size; quick mode:
+    a tiny random model. With --aoti, its step built ahead of time (built first if this machine has none)."""
     if s.quick:
         from ..data import shapes
 
@@ -45,13 +49,18 @@ def section_demo(s: Settings) -> dict:
         if not aot.step_path(pipe.model).exists():
             aot.build_step(pipe.model)
         aot.load_step(pipe.model)
-    K, n = 4, 3
+    return pipe, weights
+
+
+def section_demo(s: Settings) -> dict:
+    pipe, weights = demo_pipeline(s)
+    K, n = DEMO_KEY_FRAMES, DEMO_INTERP_FRAMES
     runs = []
 
     def run():
         t0 = time.perf_counter()
         first, last = None, None
-        for ev in pipe.stream(s.demo_prompt, key_frames=K, interp_frames=n, inherit_ratio=0.2, seed=0):
+        for ev in pipe.stream(s.demo_prompt, key_frames=K, interp_frames=n, inherit_ratio=DEMO_RHO, seed=0):
             first = first if first is not None else time.perf_counter() - t0
             last = ev
         runs.append({"total": time.perf_counter() - t0, "first": first, "stats": last.stats})

@@ -1,0 +1,236 @@
+"""Batched serving (flashvideo.serving): concurrent requests decoded together each get exactly the frames they get
+alone; a cancelled, failing or refused request leaves the others' frames alone; room is bounded; and four clients
+of the app, served at once, each get their own video."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client
+
+from flashvideo import demo as lib, serving
+from flashvideo.retnet import step_rotation
+from test_app import PROMPT, VIEW, checkpoint, load_app, serve, shown  # noqa: F401 (checkpoint: a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")  # gradio's pandas use
+FIRST = np.full((16, 16, 3), 90, np.uint8)
+REQUESTS = [  # different prompts, seeds, lengths, ρ and sampling settings; one guided, one greedy, one given frame
+    ("a red circle moves right", dict(key_frames=4, interp_frames=3, inherit_ratio=0.2, seed=1)),
+    ("a blue square grows", dict(key_frames=3, interp_frames=2, inherit_ratio=0.5, seed=2, temperature=0.7, top_k=5)),
+    ("a red square moves left", dict(key_frames=5, interp_frames=1, inherit_ratio=0.0, seed=3, top_p=0.8,
+                                     guidance_scale=2.0, negative_prompt="a blue circle")),
+    ("a blue circle moves right", dict(key_frames=2, interp_frames=4, inherit_ratio=1.0, seed=4, temperature=0.0)),
+    ("a red circle grows", dict(key_frames=3, interp_frames=2, inherit_ratio=0.5, seed=5, first_frame=FIRST)),
+]
+
+
+def assert_same(events, expected):
+    assert [(e.index, e.kind) for e in events] == [(e.index, e.kind) for e in expected]
+    for e, x in zip(events, expected):
+        assert np.array_equal(e.image, x.image)
+        assert (e.regions is None and x.regions is None) or np.array_equal(e.regions, x.regions)
+
+
+@pytest.fixture(scope="module")
+def solo(tiny_pipe):
+    """Every request decoded alone by the pipeline."""
+    return [list(tiny_pipe.stream(prompt, **kw)) for prompt, kw in REQUESTS]
+
+
+def watched(server, step_seconds=0.002):
+    """Record the requests and rows of every batched step, and make each step a little slower, so that requests
+    started together surely overlap."""
+    batches, step = [], server._batched_step
+
+    def recorded(asks):
+        batches.append((len(asks), sum(len(idx) for idx, _, _ in asks)))
+        time.sleep(step_seconds)
+        return step(asks)
+
+    server._batched_step = recorded
+    return batches
+
+
+def together(server, requests, read=lambda i, events: list(events)):
+    """Every request read by a thread of its own, all asking at once: {i: what read returned, or its exception}."""
+    results, go = {}, threading.Barrier(len(requests))
+
+    def user(i, prompt, kw):
+        go.wait()
+        try:
+            results[i] = read(i, server.stream(prompt, **kw))
+        except Exception as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=user, args=(i, p, kw)) for i, (p, kw) in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def assert_idle(server):
+    for _ in range(200):  # a cancelled request's thread leaves at its next step
+        if (server.rows, server.running, server.waiting, list(server.line)) == (0, 0, [], []):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"server still busy: {server.rows} rows, {server.running} running")
+
+
+def test_concurrent_requests_get_exactly_their_own_frames(tiny_pipe, solo):
+    """The no-leak test: five requests with different prompts, seeds and settings share batches, and each gets the
+    frames it gets alone."""
+    server = serving.Server(tiny_pipe)
+    batches = watched(server)
+    results = together(server, REQUESTS)
+    for i in range(len(REQUESTS)):
+        assert_same(results[i], solo[i])
+    assert max(n for n, _ in batches) >= 3           # requests really shared their steps
+    assert_idle(server)
+
+
+def test_a_cancelled_request_leaves_the_others_alone(tiny_pipe, solo):
+    server = serving.Server(tiny_pipe)
+    watched(server)
+
+    def read(i, events):
+        if i != 0:
+            return list(events)
+        got = [next(events), next(events)]
+        events.close()                                # what Gradio's Stop does to the app's generator
+        return got
+
+    results = together(server, REQUESTS, read)
+    assert_same(results[0], solo[0][:2])
+    for i in range(1, len(REQUESTS)):
+        assert_same(results[i], solo[i])
+    assert_idle(server)
+    alone = serving.Server(tiny_pipe)                  # the cancelled request stopped decoding: fewer rows stepped
+    together(alone, REQUESTS)
+    assert server.rows_stepped < alone.rows_stepped
+
+
+def test_a_failing_request_leaves_the_others_alone(tiny_pipe, solo):
+    """A consumer that raises mid-video, and a request the pipeline refuses, fail alone."""
+    server = serving.Server(tiny_pipe)
+    watched(server)
+
+    def read(i, events):
+        got = []
+        for ev in events:
+            got.append(ev)
+            if i == 1 and len(got) == 3:
+                raise RuntimeError("the consumer broke")
+        return got
+
+    requests = REQUESTS + [("a dog moves right", dict(seed=9))]
+    results = together(server, requests, read)
+    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[5], ValueError) and "dog" in str(results[5])
+    for i in (0, 2, 3, 4):
+        assert_same(results[i], solo[i])
+    assert_idle(server)
+
+
+def test_room_is_bounded_and_later_requests_wait(tiny_pipe, solo):
+    """At most max_rows rows per step (a request counts its most rows: pairs, twice when guided); a request larger
+    than the room runs alone; every request completes with its own frames."""
+    server = serving.Server(tiny_pipe, max_rows=4)
+    batches = watched(server)
+    results = together(server, REQUESTS)
+    for i in range(len(REQUESTS)):
+        assert_same(results[i], solo[i])
+    guided = 2 * (REQUESTS[2][1]["key_frames"] - 1)     # 8 rows: more than the room, so alone
+    assert all(rows <= 4 or (n, rows) == (1, guided) for n, rows in batches)
+    assert max(rows for _, rows in batches) == guided
+    assert [server._rows(p, **kw) for p, kw in REQUESTS] == [3, 2, 8, 1, 2]
+    assert_idle(server)
+
+
+def test_a_step_over_rows_at_different_positions_equals_each_rows_own_step(tiny_pipe):
+    model, c = tiny_pipe.model, tiny_pipe.config
+    for positions in ([3, 40, 40, 1000, 0], [3, 40, 40, 1000, 70000]):   # 70000: past the cached rotation table
+        rot = step_rotation(positions, c.d_model, c.n_heads)
+        assert rot.shape == (2, 5, 2 * c.d_model)
+        for b, p in enumerate(positions):
+            assert torch.equal(rot[:, b], step_rotation(p, c.d_model, c.n_heads))
+    torch.manual_seed(0)
+    _, state = model.prefill(torch.randint(0, c.n_codes, (5, 7)))
+    idx = torch.randint(0, c.n_codes, (5,))
+    logits, new_state = model.step(idx, state, positions)
+    for b, p in enumerate(positions):
+        own, own_state = model.step(idx[b:b + 1], [s[b:b + 1] for s in state], p)
+        torch.testing.assert_close(logits[b:b + 1], own, rtol=1e-5, atol=1e-6)  # a GEMM over 5 rows vs a GEMV
+        for s, o in zip(new_state, own_state):
+            torch.testing.assert_close(s[b:b + 1], o, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ through the app
+
+@pytest.fixture(scope="module")
+def app(checkpoint):  # noqa: F811
+    """The app as `python app.py` builds it, on the tiny checkpoint, and its pipeline's server (steps slowed a
+    little and recorded, so that clients asking together surely overlap)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(lib.MODEL_ENV, str(checkpoint))
+        demo = load_app().build_demo()
+        url, _ = serve(demo)
+        server = serving.shared(lib.load_pipeline(checkpoint))
+        yield url, server, watched(server, step_seconds=0.005)
+        demo.close()
+
+
+APP_REQUESTS = [(PROMPT, 5, 4, 0.2, 11, 1.0, 0), ("a blue square grows", 4, 3, 0.5, 12, 0.8, 5),
+                ("a red square moves left", 3, 4, 0.0, 13, 0.0, 0), ("a blue circle grows", 5, 2, 1.0, 14, 1.2, 3)]
+
+
+def as_stream(request):
+    """An app request (prompt, K, n, ρ, seed, temperature, top-k) as the pipeline's (prompt, keywords)."""
+    prompt, K, n, rho, seed, temperature, top_k = request
+    return prompt, dict(key_frames=K, interp_frames=n, inherit_ratio=rho, seed=seed, temperature=temperature,
+                        top_k=top_k or None)
+
+
+def assert_own_frames(updates, tiny_pipe, request):
+    """The frames a client was streamed (the last update is the finished video) are those of its request alone."""
+    prompt, kw = as_stream(request)
+    expected = [ev.image for ev in tiny_pipe.stream(prompt, **kw)]
+    frames = [shown(u[VIEW])[0] for u in updates[:-1]]
+    assert len(frames) == len(expected) and all(np.array_equal(a, b) for a, b in zip(frames, expected))
+
+
+def submit(url, request):
+    prompt, K, n, rho, seed, temperature, top_k = request
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=False)  # a session of its own
+    return client.submit(prompt, None, K, n, rho, seed, False, temperature, top_k, api_name="/generate")
+
+
+def test_four_clients_at_once_each_get_their_own_frames(app, tiny_pipe):
+    url, server, batches = app
+    batches.clear()
+    jobs = [submit(url, r) for r in APP_REQUESTS]
+    updates = [list(job) for job in jobs]
+    for job, ups, request in zip(jobs, updates, APP_REQUESTS):
+        job.result()
+        assert_own_frames(ups, tiny_pipe, request)
+    assert max(n for n, _ in batches) >= 2              # the clients were decoded together
+    assert_idle(server)
+
+
+def test_stop_cancels_one_client_not_the_others(app, tiny_pipe):
+    url, server, batches = app
+    alone = serving.Server(tiny_pipe)                    # the rows the three requests step when all run to the end
+    together(alone, [as_stream(r) for r in APP_REQUESTS[:3]])
+    before = server.rows_stepped
+    jobs = [submit(url, r) for r in APP_REQUESTS[:3]]
+    while len(jobs[0].outputs()) < 2:
+        time.sleep(0.01)
+    jobs[0].cancel()                                     # what the Stop button does, for this client only
+    for job, request in zip(jobs[1:], APP_REQUESTS[1:3]):
+        updates = list(job)
+        job.result()
+        assert_own_frames(updates, tiny_pipe, request)
+    assert_idle(server)
+    assert server.rows_stepped - before < alone.rows_stepped   # the stopped request stopped decoding
