@@ -12,17 +12,19 @@ One idea: requests share the recurrent step and nothing else.
   layout, region maps, seeded generators and sampling settings (prompt, seed, temperature, top-k, top-p,
   guidance, ρ): nothing of one request reaches another's rows.
 * A batch runs when every admitted request is waiting for a step: one `RetNet.step` over all their rows, each
-  row at its own position (rows of different videos sit at different positions: per-row rotations), the states
-  concatenated and split again. The request whose arrival completes the batch runs it; there is no scheduler
-  thread.
+  row at its own position (rows of different videos sit at different positions: per-row rotations, which take
+  the eager step; rows that share one position use the step in use, compiled or built), the states concatenated
+  and split again. The request whose arrival completes the batch runs it; there is no scheduler thread.
+* A request's thread decodes ahead of a slow consumer: its frames wait in its own queue (one video at most).
 * A request joins at its first frame (once its header is prefilled) and leaves when its video is done, when it
   fails, or when its consumer closes the generator (Gradio's Stop); the others carry on. Room is bounded: at
   most `max_rows` rows at once, a request counting the most rows it ever decodes together; later requests wait
   in line, first come first served.
 * The same frames as decoding alone: a row's arithmetic never mixes with another row's, so a request's codes are
   those of `pipe.stream` with the same seed and settings. A lone request runs exactly the solo computation; in a
-  larger batch the matrix kernels may round differently (as for the pipeline's own batched pairs), which changes
-  a code only if a draw falls within float rounding of the boundary between two codes.
+  larger batch the matrix kernels may round differently (one row is a matrix-vector product, several rows a
+  matrix product; the same holds for the pipeline's own batched pairs), which changes a code only if a draw falls
+  within float rounding of the boundary between two codes.
 """
 from __future__ import annotations
 
