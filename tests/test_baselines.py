@@ -74,6 +74,55 @@ def test_cache_grows_past_its_capacity(config):
     assert torch.allclose(step, full, atol=1e-5)
 
 
+def test_cached_step_as_tensor_ops_matches_the_module_path(config):
+    """`_cached_step` (what `compile_step` compiles) computes the module path's step, writing the cache alike."""
+    from flashvideo.retnet import rotation
+
+    model = T.ARTransformer(config).eval()
+    idx = torch.randint(0, config.vocab_size, (2, 9))
+    a, b = model.new_cache(2, 16), model.new_cache(2, 16)
+    with torch.no_grad():
+        model(idx[:, :6], a, 0)
+        model(idx[:, :6], b, 0)
+        for n in range(6, 9):
+            slow = model.step(idx[:, n], a, n)
+            fast = model._cached_step(idx[:, n], [c.k for c in b], [c.v for c in b], n,
+                                      rotation(n, 1, config.d_model // config.n_heads))
+            for c in b:
+                c.n = n + 1
+            assert torch.allclose(fast, slow, atol=1e-5)
+    assert all(torch.allclose(x.k[:, :, :9], y.k[:, :, :9], atol=1e-6) for x, y in zip(a, b))
+
+
+def test_compiled_step_gives_the_eager_tokens_without_recompiling(config, text):
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = T.ARTransformer(config).eval()
+    la, lb = [], []
+    eager = T.generate(model, text, 3, seed=5, logits_out=la)
+    if not model.compile_step():
+        pytest.skip("torch.compile has no working backend on this machine")
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = T.generate(model, text, 3, seed=5, logits_out=lb)
+    assert model.step_backend == "torch.compile"
+    assert counters["stats"]["unique_graphs"] == graphs  # one graph for every cache length, built in compile_step
+    assert torch.equal(eager, compiled)
+    assert all(torch.allclose(x, y, atol=1e-4, rtol=1e-4) for x, y in zip(la, lb))
+
+
+def test_a_failed_transformer_compile_is_logged_and_the_eager_step_stays(config, text, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = T.ARTransformer(config).eval()
+    with caplog.at_level("WARNING"):
+        assert model.compile_step() is False
+    assert "no C++ compiler here" in caplog.text and model.step_backend == "eager"
+    assert T.generate(model, text, 1).shape == (1, config.grid, config.grid)
+
+
 # ------------------------------------------------------------------------------ masked decoder
 
 @pytest.mark.parametrize("N,steps", [(16, 4), (64, 8), (400, 12), (3, 8)])

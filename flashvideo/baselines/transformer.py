@@ -13,6 +13,10 @@ Two ways to decode the same model:
 * without a cache   -- every sampled token re-runs the whole prefix through the model:
                        O(L^2) work per token (attention over L x L), O(L^3) for a sequence.
 
+`ARTransformer.step` is the cached one-token step (the module path); `compile_step()` swaps in the same
+step written as plain tensor ops and compiled with torch.compile over the growing cache length (the bench's
+"both compiled" treatment, beside `RetNet.compile_step`).
+
 Both sample with the pipeline's `flashvideo.sampler.Sampler` (temperature, top-k, top-p, seeded
 generator), so for the same seed they give the same tokens (tests/test_baselines.py checks tokens and
 logits).
@@ -38,9 +42,8 @@ class LayerCache:
         self.v = torch.empty_like(self.k)
         self.n = 0
 
-    def append(self, k: torch.Tensor, v: torch.Tensor):
-        """Write k, v (B, H, L, dh) after the cached tokens; return views of all keys/values."""
-        need = self.n + k.shape[2]
+    def reserve(self, need: int) -> None:
+        """Room for `need` tokens (doubling the capacity when it grows)."""
         if need > self.k.shape[2]:
             cap = max(need, 2 * self.k.shape[2])
             for name in ("k", "v"):
@@ -48,6 +51,11 @@ class LayerCache:
                 new = old.new_empty(old.shape[0], old.shape[1], cap, old.shape[3])
                 new[:, :, :self.n] = old[:, :, :self.n]
                 setattr(self, name, new)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v (B, H, L, dh) after the cached tokens; return views of all keys/values."""
+        need = self.n + k.shape[2]
+        self.reserve(need)
         self.k[:, :, self.n:need] = k
         self.v[:, :, self.n:need] = v
         self.n = need
@@ -112,6 +120,7 @@ class ARTransformer(nn.Module):
     """Decoder-only transformer over the unified token ids of `FlashVideoConfig`; predicts image codes.
 
     `extra_tokens` adds input ids after config.vocab_size (the masked decoder's [MASK])."""
+    step_backend = "eager"  # how `step` runs: "eager" (the module path), or "torch.compile" after `compile_step()`
 
     def __init__(self, config: FlashVideoConfig, extra_tokens: int = 0):
         super().__init__()
@@ -139,6 +148,63 @@ class ARTransformer(nn.Module):
         (offset must equal the cached length) and is appended to it."""
         return self.head(self.hidden(idx, cache, offset))
 
+    @torch.no_grad()
+    def step(self, idx, cache: list[LayerCache], offset: int):
+        """One token per row, idx (B,), at position offset (== the cached length), appended to the cache:
+        logits (B, n_codes). Eager: `forward`; after `compile_step()`: `_cached_step`, compiled."""
+        if self.step_backend == "eager":
+            return self(idx[:, None], cache, offset)[:, -1]
+        for c in cache:  # a spare slot: the filled keys are never the whole buffer (a compiled step would
+            c.reserve(offset + 2)  # specialise on that equality and recompile)
+        rot = rotation(offset, 1, self.config.d_model // self.config.n_heads, idx.device).clone()
+        logits = self._compiled_step(idx.clone(), [c.k for c in cache], [c.v for c in cache], offset, rot)
+        for c in cache:
+            c.n = offset + 1
+        return logits
+
+    def _cached_step(self, idx, ks, vs, n: int, rot):
+        """The module path for one token as plain tensor ops (as `RetNet._recurrent`), for torch.compile.
+
+        idx (B,); ks, vs: per layer the cache buffers (B, H, capacity, dh), n tokens filled; rot (1, dh/2, 2)
+        for position n. Writes this token's keys/values at n and attends over positions 0..n."""
+        c = self.config
+        B, D, H = idx.shape[0], c.d_model, c.n_heads
+        x = F.embedding(idx, self.embed.weight)  # (B, D)
+        for block, K, V in zip(self.blocks, ks, vs):
+            qkv = F.linear(F.rms_norm(x, (D,), block.norm1.weight, block.norm1.eps), block.attn.qkv.weight)
+            q, k, v = qkv.view(B, 3, H, 1, D // H).unbind(1)  # 3 x (B, H, 1, dh)
+            q, k = rotate(q, rot), rotate(k, rot)
+            K[:, :, n:n + 1], V[:, :, n:n + 1] = k, v
+            o = F.scaled_dot_product_attention(q, K[:, :, :n + 1], V[:, :, :n + 1])  # (B, H, 1, dh)
+            x = x + F.linear(o.view(B, D), block.attn.out.weight)
+            a, b = F.linear(F.rms_norm(x, (D,), block.norm2.weight, block.norm2.eps), block.glu.up.weight).chunk(2, -1)
+            x = x + F.linear(F.silu(a) * b, block.glu.down.weight)
+        return F.linear(F.rms_norm(x, (D,), self.norm.weight, self.norm.eps), self.head.weight)
+
+    def compile_step(self) -> bool:
+        """Compile `_cached_step` with torch.compile, dynamic in the cache length (one graph for every
+        position: the attention reads exactly the filled keys), and warm it up. Measured against a preallocated
+        cache read in full under a mask (static shapes): that costs the whole video's attention at every
+        step, and was no faster at the end (see bench/headline.py). Returns whether `step` now runs the compiled
+        step; a failure is logged with its reason (eager stays)."""
+        import logging
+
+        try:
+            fn = torch.compile(type(self)._cached_step.__get__(self), dynamic=True)
+            cache = self.new_cache(1, 37)  # sizes that match no other dimension (no shared symbol)
+            with torch.no_grad():
+                self(torch.zeros(1, 5, dtype=torch.long, device=self.head.weight.device), cache, 0)
+                self._compiled_step = fn
+                self.step_backend = "torch.compile"
+                for n in (5, 6):
+                    self.step(torch.zeros(1, dtype=torch.long, device=self.head.weight.device), cache, n)
+        except Exception as e:  # no C++ compiler, no inductor backend, ...: stay eager, but say why
+            self.step_backend = "eager"
+            logging.getLogger(__name__).warning("torch.compile of the transformer step failed; the eager step "
+                                                "stays in use (%s: %s)", type(e).__name__, e)
+            return False
+        return True
+
 
 # ---------------------------------------------------------------------------------- generation
 
@@ -156,8 +222,9 @@ def generate_frames(model: ARTransformer, text: torch.Tensor, n_frames: int, see
     `T SN_1 F_1  T SN_2 F_2 ...`, one token at a time.
 
     use_cache=True: the known header of each frame goes through the model in one pass appended to
-    the KV cache, then each code takes one cached step. use_cache=False: each code re-runs the whole
-    prefix (the O(L^2)-per-token form). Same generator seed -> same tokens either way.
+    the KV cache, then each code takes one cached step (`model.step`: compiled after `compile_step()`).
+    use_cache=False: each code re-runs the whole prefix (the O(L^2)-per-token form). Same generator seed ->
+    same tokens either way.
     Sampling: `sampling=SamplingSettings(...)` or the temperature / top_k keywords (no guidance here).
     logits_out, if given, receives the (n_codes,) logits each code was sampled from.
     counts, if given, accumulates "forwards" (model calls) and "tokens_processed" (tokens through the model)."""
@@ -178,8 +245,9 @@ def generate_frames(model: ARTransformer, text: torch.Tensor, n_frames: int, see
         n += len(head)
         pending += len(head)
         for _ in range(G * G):
-            if use_cache:
-                logits = model(seq[None, n - pending:n].to(device), cache, n - pending)[0, -1]
+            if use_cache:  # the header in one pass, then each code one step
+                logits = (model.step(seq[n - 1:n].to(device), cache, n - 1)[0] if pending == 1 else
+                          model(seq[None, n - pending:n].to(device), cache, n - pending)[0, -1])
                 counts["tokens_processed"] += pending
             else:
                 logits = model(seq[None, :n].to(device))[0, -1]
