@@ -274,7 +274,7 @@ class RetNet(nn.Module):
         device = self.head.weight.device
         rot = step_rotation(offset, self.config.d_model, self.config.n_heads, device)
         recurrent = self._recurrent if rot.dim() == 2 else type(self)._recurrent.__get__(self)
-        return recurrent(idx.to(device).contiguous(), state, rot)  # contiguous: one compiled guard for views
+        return recurrent(idx.to(device).clone(), state, rot)  # a fresh copy: a view at any offset meets the compiled guards
 
     def _recurrent(self, idx, state, rot):
         """The recurrent form of `hidden` + head, written for eager speed: every op a tensor op on (B, ...)

@@ -6,8 +6,8 @@ One module per section, each readable on its own (every number is the median of 
 a warm-up run, unless the section says otherwise):
 
 * headline   -- `headline.py`: 400-token frames x 32 (and 16) frames, RetNet vs KV-cache transformer, both
-                eager on the same thread: per-token time at the start, the end and over the whole video;
-                KV cache vs RetNet state.
+                eager on the same thread, then (full mode) both compiled: per-token time at the start, the
+                end and over the whole video; KV cache vs RetNet state.
 * frames     -- `methods.py`: seconds per frame against the number of frames, every method.
 * tokens     -- `methods.py`: the same against tokens per frame.
 * interp     -- `interp.py`: redundant-free interpolation against rho, batched or not, chunkwise or not.
