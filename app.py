@@ -33,6 +33,7 @@ import gradio as gr
 from flashvideo import app_session, app_view as view, demo as lib
 from flashvideo.config import FlashVideoConfig
 from flashvideo.data import shapes
+from flashvideo.sampler import SamplingSettings
 
 lib.limit_image_decoding()  # at start-up: no image of more than lib.MAX_UPLOAD_PIXELS is decoded in this process
 
@@ -185,6 +186,8 @@ def build_demo(model_id=None) -> gr.Blocks:
         log.warning("model not loaded: %s", " ".join(problem.split())[:300])
         vocabulary = shapes.vocabulary() if lib.model_id(model_id) is None else []
     examples, name = lib.example_prompts(vocabulary), lib.model_name(model_id)
+    d = SamplingSettings.resolve(None, config.sampling)   # the model's own sampling defaults (measured)
+    default_top_k, default_top_p = d.top_k or 0, d.top_p or 1.0
     outputs_root = os.path.join(gr.utils.get_upload_folder(), "flashvideo")  # inside Gradio's cache: served as is
     sessions = app_session.SessionStore()    # each browser session's video (continued by Continue)
 
@@ -234,7 +237,8 @@ def build_demo(model_id=None) -> gr.Blocks:
                 yield finished_outputs(up)
 
     def generate(prompt, first_frame=None, key_frames=4, interp_frames=3, inherit_ratio=0.2, seed=0, randomize=False,
-                 temperature=1.0, top_k=0, top_p=1.0, guidance_scale=1.0, negative_prompt="", length=lib.LENGTHS[0],
+                 temperature=d.temperature, top_k=default_top_k, top_p=default_top_p, guidance_scale=d.guidance_scale,
+                 negative_prompt="", length=lib.LENGTHS[0],
                  request: gr.Request = None):
         """Generate a video from a prompt (the MCP tool's description is `mcp_description`).
 
@@ -364,11 +368,13 @@ def build_demo(model_id=None) -> gr.Blocks:
                     first_frame = gr.Image(label="Predict from this image instead of text alone", type="filepath",
                                            image_mode=None, sources=["upload", "clipboard"], height=180, elem_id="first-frame")
                 with gr.Accordion("Advanced", open=False):
-                    temperature = gr.Slider(0, lib.APP_MAX_TEMPERATURE, value=1.0, step=0.05, elem_id="temperature",
+                    temperature = gr.Slider(0, lib.APP_MAX_TEMPERATURE, value=d.temperature, step=0.05,
+                                            elem_id="temperature",
                                             label=f"Temperature (0 = greedy, else at least {lib.MIN_TEMPERATURE:g})")
-                    top_k = gr.Slider(0, config.n_codes, value=0, step=1, label="Top-k (0 = off)", elem_id="top-k")
-                    top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)", elem_id="top-p")
-                    guidance = gr.Slider(0, lib.APP_MAX_GUIDANCE, value=1.0, step=0.25, elem_id="guidance",
+                    top_k = gr.Slider(0, config.n_codes, value=default_top_k, step=1, label="Top-k (0 = off)",
+                                      elem_id="top-k")
+                    top_p = gr.Slider(0.05, 1, value=default_top_p, step=0.05, label="Top-p (1 = off)", elem_id="top-p")
+                    guidance = gr.Slider(0, lib.APP_MAX_GUIDANCE, value=d.guidance_scale, step=0.25, elem_id="guidance",
                                          label="Guidance scale (1 = off; each token is decoded twice when on)")
                     negative = gr.Textbox("", label="Negative prompt (with guidance)", max_lines=1, elem_id="negative",
                                           placeholder="e.g. a blue square: steer away from it")

@@ -17,9 +17,10 @@ MAX_SCALE = 16
 MAX_STREAM_KEY_FRAMES = 100_000   # a streamed video (--then, or past the model's trained count); frames go to disk
 MAX_STATE_BYTES = 64 * 2**20      # --resume-state: a saved stream (the shipped model's is about 0.2 MB)
 
-# what a saved stream carries (--resume-state continues with it), and the defaults of a new video
-STREAM_SETTINGS = {"interp_frames": 3, "inherit_ratio": 0.2, "seed": 0, "temperature": 1.0, "top_k": 0,
-                   "top_p": None, "guidance_scale": 1.0, "negative_prompt": None}
+# what a saved stream carries (--resume-state continues with it), and the defaults of a new video; sampling
+# left at None comes from the model (`FlashVideoPipeline.default_sampling`)
+STREAM_SETTINGS = {"interp_frames": 3, "inherit_ratio": 0.2, "seed": 0, "temperature": None, "top_k": None,
+                   "top_p": None, "guidance_scale": None, "negative_prompt": None}
 
 GENERATE_EPILOG = f"""\
 Up to the model's trained key-frame count (16 for the shipped model) a video is made in one piece.
@@ -51,14 +52,15 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help=f"random seed; the same seed gives the same video (default {d['seed']})")
     p.add_argument("--temperature", type=float, default=None, metavar="T",
-                   help=f"0 = greedy, else at least 0.01 (a tiny positive value is refused, not rounded); "
-                        f"default {d['temperature']}")
+                   help="0 = greedy, else at least 0.01 (a tiny positive value is refused, not rounded); "
+                        "default: the model's (config.json \"sampling\"), else 1")
     p.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="keep the k most likely codes; 0 = off (the default, as in the app)")
+                   help="keep the k most likely codes; 0 = off (default: the model's, else off)")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="nucleus sampling: keep codes up to this mass (omit: off)")
+                   help="nucleus sampling: keep codes up to this mass (default: the model's, else off)")
     p.add_argument("--guidance-scale", type=float, default=None, metavar="S",
-                   help="classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass, the default)")
+                   help="classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass); "
+                        "default: the model's, else 1")
     p.add_argument("--negative-prompt", default=None, metavar="PROMPT",
                    help="with guidance: steer away from this prompt (default: none)")
     p.add_argument("--first-frame", default=None, metavar="IMAGE",
@@ -177,9 +179,13 @@ def check_video_settings(pipe, s) -> dict:
     interp_frames = demo.as_int("--interp-frames", s.interp_frames, 0, c.max_interp_frames)
     demo.as_float("--inherit-ratio", s.inherit_ratio, 0.0, 1.0)
     demo.as_int("--seed", s.seed, 0, 2**63 - 1)
-    sampling = SamplingSettings(temperature=demo.as_temperature(s.temperature, MAX_TEMPERATURE, "--temperature"),
-                                top_k=demo.as_top_k(s.top_k, c.n_codes, "--top-k"), top_p=s.top_p,
-                                guidance_scale=s.guidance_scale)
+    d = pipe.default_sampling
+    sampling = SamplingSettings(
+        temperature=d.temperature if s.temperature is None else demo.as_temperature(s.temperature, MAX_TEMPERATURE,
+                                                                                     "--temperature"),
+        top_k=d.top_k if s.top_k is None else demo.as_top_k(s.top_k, c.n_codes, "--top-k"),
+        top_p=d.top_p if s.top_p is None else s.top_p,
+        guidance_scale=d.guidance_scale if s.guidance_scale is None else s.guidance_scale)
     if s.negative_prompt is not None:
         try:
             demo.check_prompt(pipe, s.negative_prompt)

@@ -33,6 +33,10 @@ class FlashVideoConfig:
     # tokenizer backend: "vq" (ours, shipped) or "icetk" (optional)
     tokenizer: str = "vq"
     tokenizer_args: dict = field(default_factory=dict)
+    # the model's default sampling, chosen by measuring it (`python -m flashvideo eval --sweep`), e.g.
+    # {"temperature": 0.8, "guidance_scale": 1.5}; what a caller leaves out comes from here, then from
+    # `SamplingSettings`' neutral values (temperature 1, no top-k / top-p, no guidance)
+    sampling: dict = field(default_factory=dict)
 
     def __post_init__(self):
         """Every field type-checked and bounded, so a hostile or corrupt config.json is refused before
@@ -81,6 +85,14 @@ class FlashVideoConfig:
         for k, v in args.items():
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
                 raise ValueError(f"tokenizer_args.{k} must be a whole number in 1..4096, got {v!r}"[:200])
+        from .sampler import SamplingSettings
+
+        if not isinstance(self.sampling, dict):
+            raise ValueError(f"sampling must be an object of sampling settings, got {self.sampling!r}"[:200])
+        try:
+            SamplingSettings.resolve(**self.sampling).check_codes(self.n_codes)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"sampling: {e}"[:300]) from None
 
     @property
     def frame_tokens(self) -> int:

@@ -182,6 +182,12 @@ class FlashVideoPipeline:
             return self.model.compile_step()
         raise ValueError(f"backend must be 'aoti' or 'torch.compile', got {backend!r}")
 
+    @property
+    def default_sampling(self) -> SamplingSettings:
+        """What a caller gets without sampling settings: the model's `config.sampling` (measured for the
+        shipped model), the rest neutral."""
+        return SamplingSettings.resolve(None, self.config.sampling)
+
     # ---- input checks ------------------------------------------------------------------------
     def check_settings(self, key_frames, interp_frames, inherit_ratio, temperature=None, top_k=None, seed=0, *,
                        top_p=None, guidance_scale=None, negative_prompt=None, sampling=None) -> SamplingSettings:
@@ -201,7 +207,7 @@ class FlashVideoPipeline:
              f"interp_frames must be an integer in 0..{c.max_interp_frames}, got {interp_frames!r}")
         need(isinstance(inherit_ratio, (int, float)) and 0.0 <= inherit_ratio <= 1.0,
              f"inherit_ratio must be a number in [0, 1], got {inherit_ratio!r}")
-        settings = SamplingSettings.resolve(sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+        settings = SamplingSettings.resolve(sampling, c.sampling, temperature=temperature, top_k=top_k, top_p=top_p,
                                             guidance_scale=guidance_scale).check_codes(c.n_codes)
         need(is_int(seed) and 0 <= seed < 2**63, f"seed must be a non-negative integer, got {seed!r}")
         need(negative_prompt is None or isinstance(negative_prompt, str),
@@ -244,7 +250,7 @@ class FlashVideoPipeline:
         A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled.
         Sampling: `sampling=` or its keywords (temperature, top_k, top_p, guidance_scale). Guided
         (guidance_scale != 1): the twin row reads `negative` (default: the null text)."""
-        sampling = SamplingSettings.resolve(sampling, **sampling_keywords)
+        sampling = SamplingSettings.resolve(sampling, self.config.sampling, **sampling_keywords)
         L, G = self.layout, self.config.grid
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
@@ -261,7 +267,7 @@ class FlashVideoPipeline:
         Yields (pair, j, codes, regions): in-between frame j (1..n, time order) of pair p. Every pair
         has its own generator (its region draw and its samples), so batching does not change frames.
         Sampling and guidance as in `key_frame_codes`."""
-        sampling = SamplingSettings.resolve(sampling, **sampling_keywords)
+        sampling = SamplingSettings.resolve(sampling, self.config.sampling, **sampling_keywords)
         L, G = self.layout, self.config.grid
         pairs = list(range(len(keys) - 1))
         gens = [_generator(child_seed(seed, 1, first_pair + p)) for p in pairs]  # pair numbers of a longer video
@@ -294,8 +300,9 @@ class FlashVideoPipeline:
                sampling: SamplingSettings | None = None):
         """Yield a FrameEvent per frame as soon as it is decoded (see the module docstring for the order).
 
-        Sampling: `sampling=SamplingSettings(...)`, or the keywords temperature (default 1, 0 = greedy),
-        top_k, top_p (None = off) and guidance_scale (default 1 = off). With guidance_scale s != 1 each
+        Sampling: `sampling=SamplingSettings(...)`, or the keywords temperature (0 = greedy), top_k,
+        top_p (None = off) and guidance_scale (1 = off); what is not given comes from the model
+        (`default_sampling`: the shipped model's were chosen by measurement). With guidance_scale s != 1 each
         row is decoded beside an unconditional twin that reads `negative_prompt` (default: no prompt),
         and codes are drawn from uncond + s (cond - uncond)."""
         sampling = self.check_settings(key_frames, interp_frames, inherit_ratio, temperature, top_k, seed, top_p=top_p,

@@ -63,14 +63,16 @@ class SamplingSettings:
             object.__setattr__(self, "top_k", int(k))
 
     @classmethod
-    def resolve(cls, sampling: "SamplingSettings | None" = None, **keywords) -> "SamplingSettings":
-        """Settings from `sampling=` or from keywords (None = not given); both at once only if they agree."""
+    def resolve(cls, sampling: "SamplingSettings | None" = None, defaults: dict | None = None,
+                **keywords) -> "SamplingSettings":
+        """Settings from `sampling=` or from keywords (None = not given), what is not given taken from
+        `defaults` (a model's `config.sampling`); `sampling=` and keywords at once only if they agree."""
         unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale"})
         if unknown:
             raise TypeError(f"unknown sampling keywords {unknown}")
         given = {k: v for k, v in keywords.items() if v is not None}
         if sampling is None:
-            return cls(**given)
+            return cls(**{**(defaults or {}), **given})
         if not isinstance(sampling, cls):
             raise ValueError(f"sampling must be a SamplingSettings, got {type(sampling).__name__}")
         clash = sorted(k for k, v in given.items() if getattr(sampling, k) != v)

@@ -116,7 +116,8 @@ class Server:
             bound.apply_defaults()
             a = bound.arguments
             pairs = int(a["key_frames"]) - 1 if a["interp_frames"] and a["batch_pairs"] else 1
-            guided = SamplingSettings.resolve(a["sampling"], guidance_scale=a["guidance_scale"]).guided
+            guided = SamplingSettings.resolve(a["sampling"], self.pipe.config.sampling,
+                                              guidance_scale=a["guidance_scale"]).guided
         except (TypeError, ValueError):
             return 1
         return max(1, pairs) * (2 if guided else 1)

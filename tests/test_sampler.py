@@ -132,3 +132,24 @@ def test_guide_is_uncond_plus_scale_times_difference():
     cond, uncond = torch.randn(2, 8), torch.randn(2, 8)
     assert torch.allclose(guide(cond, uncond, 3.0), uncond + 3 * (cond - uncond), atol=1e-6)
     assert torch.equal(guide(cond, uncond, 0.0), uncond) and torch.equal(guide(cond, uncond, 1.0), cond)
+
+
+def test_a_model_carries_its_sampling_defaults_and_callers_override_them(tmp_path):
+    from conftest import make_tiny_pipeline
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.pipeline import FlashVideoPipeline
+
+    pipe = make_tiny_pipeline(sampling={"temperature": 0.0, "guidance_scale": 2.0})
+    assert pipe.default_sampling == SamplingSettings(temperature=0.0, guidance_scale=2.0)
+    loaded = FlashVideoPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "m"))
+    assert loaded.config.sampling == {"temperature": 0.0, "guidance_scale": 2.0}
+    codes = lambda p, **kw: [e.image for e in p.stream("red circle grows", key_frames=2, interp_frames=1, **kw)]  # noqa: E731
+    same = codes(loaded, temperature=0.0, guidance_scale=2.0)
+    assert all((a == b).all() for a, b in zip(codes(loaded), same))               # the model's defaults apply
+    plain = make_tiny_pipeline()                                                  # same weights, neutral defaults
+    assert plain.default_sampling == SamplingSettings()
+    assert all((a == b).all() for a, b in zip(codes(plain, temperature=0.0, guidance_scale=2.0), same))
+    assert loaded.check_settings(2, 1, 0.2, temperature=0.5).temperature == 0.5   # a caller's value wins
+    for bad in ({"temperature": -1}, {"top_k": 0}, {"colour": 1}, [0.8]):
+        with pytest.raises(ValueError, match="sampling"):
+            FlashVideoConfig(sampling=bad)
