@@ -348,6 +348,25 @@ def cmd_train(args) -> None:
     train(tc)
 
 
+def cmd_export(args) -> None:
+    """A training checkpoint + its tokenizer -> the folder `from_pretrained` reads, with the model's default
+    sampling (the settings chosen with `eval --sweep`) in its config.json."""
+    import dataclasses
+    import json
+
+    from .pipeline import FlashVideoPipeline, load_model
+    from .tokenizer import load_tokenizer
+
+    try:
+        sampling = json.loads(args.sampling)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--sampling must be a JSON object, e.g. '{{\"temperature\": 0.8}}' ({e.msg})") from None
+    model = load_model(Path(args.checkpoint))
+    model.config = dataclasses.replace(model.config, sampling=sampling)   # checked like every config field
+    folder = FlashVideoPipeline(model.eval(), load_tokenizer(args.tokenizer, model.config)).save_pretrained(args.out)
+    print(f"exported {args.checkpoint} with sampling {sampling} to {folder}")
+
+
 def cmd_eval(args) -> None:
     from .evaluate import main as eval_main
 
@@ -427,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder: a clip spans key-frame time [0, this]; 0 = --folder-frames - 1, one frame "
                         "of the file per key-frame interval (not used by the shapes world)")
     m.set_defaults(func=cmd_train)
+
+    x = sub.add_parser("export", help="a training checkpoint + tokenizer -> a model folder (from_pretrained)")
+    x.add_argument("checkpoint", help="a step folder written by train, e.g. runs/shapes/step-0004500")
+    x.add_argument("--tokenizer", default="runs/tokenizer", help="folder written by train-tokenizer")
+    x.add_argument("--out", required=True, help="the model folder to write, e.g. checkpoints/shapes")
+    x.add_argument("--sampling", default="{}", help="the model's default sampling, as JSON (see eval --sweep)")
+    x.set_defaults(func=cmd_export)
 
     e = sub.add_parser("eval", help="score a checkpoint on the shapes world (markdown + JSON)")
     e.add_argument("--model", default=None, help="checkpoint folder or Hub repo id (default: the shipped model)")

@@ -312,3 +312,16 @@ def test_train_tokenizer_backend_goes_to_the_registry(tmp_path):
             main(["train-tokenizer", "--backend", backend, "--out", str(tmp_path / "tok")])
         assert message in str(e.value), str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_writes_a_model_folder_with_its_default_sampling(ckpt, tmp_path):
+    main(["export", str(ckpt), "--tokenizer", str(ckpt), "--out", str(tmp_path / "m"),
+          "--sampling", '{"temperature": 0.5, "guidance_scale": 2}'])
+    pipe = FlashVideoPipeline.from_pretrained(tmp_path / "m")
+    assert pipe.default_sampling.temperature == 0.5 and pipe.default_sampling.guidance_scale == 2
+    original = FlashVideoPipeline.from_pretrained(ckpt)
+    assert all((a == b).all() for a, b in zip(pipe.model.state_dict().values(), original.model.state_dict().values()))
+    for bad, message in (('{"temperature": -2}', "sampling: temperature"), ("x", "--sampling must be a JSON object")):
+        with pytest.raises(SystemExit) as e:
+            main(["export", str(ckpt), "--tokenizer", str(ckpt), "--out", str(tmp_path / "bad"), "--sampling", bad])
+        assert message in str(e.value) and not (tmp_path / "bad").exists()
