@@ -2,6 +2,7 @@
 the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
 
     python tests/app_speed.py [--reps 5] [--model FOLDER]    # default: random weights, default config
+    (also the first request after start, before anything else ran: "first_click_*")
     python tests/app_speed.py --long 1000                    # the app's own work per frame along one long video
 
 App time: from `gradio_client` submit to the last update received (every frame's view, strip and status,
@@ -53,6 +54,7 @@ def main():
     _, url, _ = app.launch(demo, prevent_thread_lock=True, server_port=free_port(), quiet=True, mcp_server=False)
     client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
     prompt, K, n, rho = "a red circle moves right", 4, 3, 0.2
+    sampling = pipe.default_sampling   # the pipeline's defaults, given to the app explicitly
 
     def pipeline_run():
         t0 = time.perf_counter()
@@ -63,7 +65,8 @@ def main():
 
     def app_run():
         t0 = time.perf_counter()
-        job = client.submit(prompt, None, K, n, rho, 0, False, 1.0, 0, api_name="/generate")
+        job = client.submit(prompt, None, K, n, rho, 0, False, sampling.temperature, sampling.top_k or 0,
+                            sampling.top_p or 1.0, sampling.guidance_scale, api_name="/generate")
         first = None
         while not job.done():
             if first is None and job.outputs():
@@ -72,7 +75,8 @@ def main():
         job.result()
         return time.perf_counter() - t0, first
 
-    pipeline_run(), app_run()  # warm-up
+    first_click = app_run()   # the first request after start: nothing has run yet
+    pipeline_run()            # warm-up
     pipe_t, app_t = [], []
     for _ in range(args.reps):
         pipe_t.append(pipeline_run())
@@ -83,7 +87,9 @@ def main():
            "pipeline_s": round(med(pipe_t, 0), 3), "app_s": round(med(app_t, 0), 3),
            "app_over_pipeline": round(med(app_t, 0) / med(pipe_t, 0), 3),
            "pipeline_first_frame_s": round(med(pipe_t, 1), 3), "app_first_frame_s": round(med(app_t, 1), 3),
-           "app_frames_per_s": round((K + (K - 1) * n) / med(app_t, 0), 1), "reps": args.reps}
+           "app_frames_per_s": round((K + (K - 1) * n) / med(app_t, 0), 1),
+           "first_click_s": round(first_click[0], 3), "first_click_first_frame_s": round(first_click[1], 3),
+           "first_click_over_warm_app": round(first_click[0] / med(app_t, 0), 3), "reps": args.reps}
     print(json.dumps(out, indent=1))
 
 
