@@ -48,7 +48,7 @@ def head_decays(config: FlashVideoConfig, frame_len: int) -> torch.Tensor:
     return (1 - 1 / horizons).float()  # (H,)
 
 
-TABLE_POSITIONS = 1 << 16  # rotations of positions below this come from a cached table
+TABLE_POSITIONS = 1 << 14  # rotations of positions below this (every fixed-length layout) come from one table
 
 
 def _angles(start: int, n: int, d: int, device) -> torch.Tensor:
@@ -59,8 +59,9 @@ def _angles(start: int, n: int, d: int, device) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _rotation_table(n_positions: int, d: int, device: torch.device) -> torch.Tensor:
-    return _angles(0, n_positions, d, device)
+def _rotation_table(d: int, device: torch.device) -> torch.Tensor:
+    """The first `TABLE_POSITIONS` rotations, built once per head size (16,384 x d/2 x 2 floats: 3 MB at d=48)."""
+    return _angles(0, TABLE_POSITIONS, d, device)
 
 
 def rotation(offset: int, n: int, d: int, device=None) -> torch.Tensor:
@@ -69,7 +70,7 @@ def rotation(offset: int, n: int, d: int, device=None) -> torch.Tensor:
     device = torch.device(device or "cpu")
     if offset + n > TABLE_POSITIONS:
         return _angles(offset, n, d, device)
-    return _rotation_table(max(1024, 1 << (offset + n - 1).bit_length()), d, device)[offset:offset + n]
+    return _rotation_table(d, device)[offset:offset + n]
 
 
 def rotate(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:

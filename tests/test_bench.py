@@ -132,5 +132,6 @@ def test_quick_long_section_keeps_the_stream_flat(quick):
     assert list(h["retnet"]) == bench.QUICK.long_frames
     first, last = (h["retnet"][f] for f in (h["checkpoints"][0], h["checkpoints"][-1]))
     assert last["rss_mb"] - first["rss_mb"] < 20                 # no growth with the stream's length
+    assert all(v["over_fresh"] > 0 and v["fresh_cpu"] > 0 for v in h["retnet"].values())  # timed beside a fresh stream
     kv = h["kv_cache_bytes"]
     assert kv[h["checkpoints"][-1]] > kv[h["checkpoints"][0]]   # the transformer's cache grows

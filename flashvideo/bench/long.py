@@ -8,8 +8,11 @@ frame grow with the video, while the stream's stay flat.
 
 Read at frames 10, 100, 1 000 (and 10 000 with `--long-frames`): seconds per frame (the mean over the
 `WINDOW` frames ending there, wall and this thread's CPU time) and the process's resident memory. The
-transformer runs up to `transformer_frames` frames (its cost grows with the square of the length).
-Random weights: timing does not depend on them.
+stream's frames at each checkpoint are timed interleaved, frame for frame, with the first `WINDOW` frames
+of a fresh stream (started again for every checkpoint), so the ratio "at frame N / at the start" sees
+the same machine load on both sides (on a shared machine a frame's CPU time drifts by 30 % or more from
+minute to minute). The transformer runs up to `transformer_frames` frames (its cost grows with the
+square of the length). Random weights: timing does not depend on them.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from ..retnet import RetNet
 from ..sampling import torch_threads
 from .common import TEXT_IDS, Settings, tiny_tokenizer
 
-WINDOW = 5  # frames averaged at each checkpoint
+WINDOW = 8  # frames averaged at each checkpoint
 
 
 def rss_mb() -> float:
@@ -54,6 +57,28 @@ def _run(frames, checkpoints: list[int]) -> dict:
     return out
 
 
+def _interleaved(stream, fresh, checkpoints: list[int]) -> dict:
+    """Per checkpoint: s/frame (wall, CPU) of the stream's `WINDOW` frames ending there, of `WINDOW` frames of
+    a fresh stream (`fresh()`) decoded in turn with them, their ratio, and RSS."""
+    out, frames, done = {}, stream.frames(), 0
+    for c in checkpoints:
+        for _ in range(c - WINDOW - done):                     # untimed: on to the window
+            next(frames)
+        young = fresh().frames()
+        clocks = {"stream": [0.0, 0.0], "fresh": [0.0, 0.0]}
+        for _ in range(WINDOW):
+            for name, it in (("stream", frames), ("fresh", young)):
+                w0, c0 = time.perf_counter(), time.thread_time()
+                next(it)
+                clocks[name][0] += time.perf_counter() - w0
+                clocks[name][1] += time.thread_time() - c0
+        done = c
+        (wall, cpu), (fwall, fcpu) = clocks["stream"], clocks["fresh"]
+        out[c] = {"wall": wall / WINDOW, "cpu": cpu / WINDOW, "fresh_wall": fwall / WINDOW, "fresh_cpu": fcpu / WINDOW,
+                  "over_fresh": cpu / fcpu, "rss_mb": rss_mb()}
+    return out
+
+
 def section_long(s: Settings) -> dict:
     from ..baselines import transformer as T
 
@@ -68,8 +93,11 @@ def section_long(s: Settings) -> dict:
     t_text = Layout(t_config).text_block(TEXT_IDS)
     t0 = time.perf_counter()
     with torch_threads(1), torch.no_grad():
-        stream = EndlessStream(pipe, prompt, interp_frames=0, seed=0, batch_pairs=1)
-        retnet = _run(stream.frames(), checkpoints)
+        def fresh():
+            return EndlessStream(pipe, prompt, interp_frames=0, seed=0, batch_pairs=1)
+
+        stream = fresh()
+        retnet = _interleaved(stream, fresh, checkpoints)
         state = sum(t.numel() * t.element_size() for t in stream._dec.state)
         transformer = _run(T.generate_frames(tf, t_text, max(t_frames), seed=0), t_frames)
     positions = {f: f * pipe.layout.frame_len for f in checkpoints}
@@ -89,12 +117,14 @@ def markdown(r: dict) -> list[str]:
          f"Key frames of {h['config']['tokens_per_frame']} tokens, d_model {h['config']['d_model']}, "
          f"{h['config']['n_layers']} layers, one thread. FlashVideo through `EndlessStream` (each frame decoded "
          "to an image); the transformer through its KV cache (codes only). Seconds per frame are the mean of "
-         f"the {WINDOW} frames up to that frame; RSS is the whole bench process.", "",
-         "| frame | positions | FlashVideo s/frame (CPU) | x frame " + str(first) + " | RSS | KV transformer s/frame (CPU) | "
+         f"the {WINDOW} frames up to that frame; FlashVideo's are timed interleaved with the first {WINDOW} frames "
+         "of a fresh stream, and 'x start' is their CPU-time ratio (the same load on both sides). RSS is the whole "
+         "bench process.", "",
+         "| frame | positions | FlashVideo s/frame (CPU) | x start | RSS | KV transformer s/frame (CPU) | "
          "KV cache | RSS |", "|---|---|---|---|---|---|---|---|"]
     for f in h["checkpoints"]:
         a, b = rn[f], kv.get(f)
-        L.append(f"| {f} | {h['positions'][f]} | {ms(a['wall'])} ({ms(a['cpu'])}) | {a['cpu'] / rn[first]['cpu']:.2f}x | "
+        L.append(f"| {f} | {h['positions'][f]} | {ms(a['wall'])} ({ms(a['cpu'])}) | {a['over_fresh']:.2f}x | "
                  f"{a['rss_mb']:.0f} MB | " + (f"{ms(b['wall'])} ({ms(b['cpu'])}) | {h['kv_cache_bytes'][f] / 1e6:.1f} MB | "
                                                f"{b['rss_mb']:.0f} MB |" if b else "not run | | |"))
     last = h["checkpoints"][-1]
