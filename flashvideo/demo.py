@@ -80,7 +80,17 @@ def _load(key: str | None) -> FlashVideoPipeline:
         pipe.compile()
     elif os.environ.get(COMPILE_ENV) != "0":  # a step built ahead of time on this machine, if any (never built here)
         pipe.compile("aoti")
+    warm_up(pipe)
     return pipe
+
+
+def warm_up(pipe: FlashVideoPipeline) -> None:
+    """One tiny video (2 key frames, 1 in between) when the model loads, so that the first request meets
+    warm kernels, allocator and thread pools instead of paying for their one-time set-up. No compiler runs."""
+    prompts = example_prompts(pipe.tokenizer.vocabulary, 1)
+    if prompts:
+        for _ in pipe.stream(prompts[0], key_frames=2, interp_frames=1):
+            pass
 
 
 _failures: dict = {}  # model id -> (signature, exception): the last failed load and what it saw
