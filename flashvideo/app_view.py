@@ -218,7 +218,8 @@ def steps_line(steps: int, baseline: int | None) -> str:
     if baseline > steps:
         return (f"- sequential token steps **{steps}**; without inherited tokens (ρ = 0) it would take {baseline}: "
                 f"**{baseline / max(1, steps):.2f}× as many**")
-    return f"- sequential token steps **{steps}**, the same as at ρ = 0 (no token was inherited)"
+    return (f"- sequential token steps **{steps}**, the same as at ρ = 0 (the pairs decode in lockstep: a position "
+            "is skipped only when every pair inherits it)")
 
 
 def stats_markdown(s: dict, seed: int, model: str, step: str) -> str:
