@@ -8,6 +8,9 @@
   under the new prompt covers at least `FORWARD` of the world's step), and is there no jump at the switch
   (the object's travel and size change at that step are at most `JUMP` times the world's step, its area
   within a factor 1.5)?
+* late switches -- the same switch after `LATE_AT` key frames, past the 16 a model is trained on (serial
+  numbers have cycled), then `LATE_AFTER` more key frames: does the motion follow within one key frame, and
+  does the object stay (present in every key frame after the switch)?
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from .evaluate import FORWARD, first_and_last, spread
 SWITCH_AT = 4      # key frames under the first prompt
 AFTER = 3          # key frames under the second
 JUMP = 2.0         # a step that travels (or resizes) more than this many world steps is a jump
+LATE_AT = 24       # key frames before a late switch
+LATE_AFTER = 24    # key frames watched after it
 
 
 def _key_frames(stream: EndlessStream, n: int) -> list[np.ndarray]:
@@ -64,6 +69,22 @@ def switch_scores(pipe, n: int = 24, seed: int = 0, **sampling) -> dict:
     return {"switches": n, "follow_within_one": follows / n, "jumps": jumps / n}
 
 
+def late_switch_scores(pipe, n: int = 8, seed: int = 0, **sampling) -> dict:
+    """Switch the motion of `n` trained objects after `LATE_AT` key frames and watch `LATE_AFTER` more."""
+    follows = kept = 0
+    combos = spread(shapes.TRAIN_COMBOS, n)
+    for i, (c, s, m) in enumerate(tqdm(combos, desc="late prompt switches", leave=False)):
+        new = new_motion(c, s, m, i)
+        stream = EndlessStream(pipe, shapes.make_prompt(c, s, m), interp_frames=0, seed=seed + i, batch_pairs=1,
+                               **sampling)
+        before = _key_frames(stream, LATE_AT)
+        stream.prompt = shapes.make_prompt(c, s, new)
+        after = _key_frames(stream, LATE_AFTER)
+        follows += switch_result(np.stack(before[-SWITCH_AT:] + after[:AFTER]), new)[0]
+        kept += bool((shapes.measure(np.stack(after))["area"] > 0).all())
+    return {"switches": n, "at": LATE_AT, "after": LATE_AFTER, "follow_within_one": follows / n, "object_kept": kept / n}
+
+
 def new_motion(colour: str, shape: str, motion: str, i: int) -> str:
     """The i-th other motion trained for this object (a switch never leads into a held-out combination)."""
     others = [o for c, s, o in shapes.TRAIN_COMBOS if (c, s) == (colour, shape) and o != motion]
@@ -72,14 +93,15 @@ def new_motion(colour: str, shape: str, motion: str, i: int) -> str:
 
 def evaluate_streams(pipe, *, long: int = 4, switches: int = 24, seed: int = 0, **sampling) -> dict:
     return {"length": length_scores(pipe, spread(shapes.ALL_COMBOS, long), seed, **sampling),
-            "switches": switch_scores(pipe, switches, seed, **sampling)}
+            "switches": switch_scores(pipe, switches, seed, **sampling),
+            "late_switches": late_switch_scores(pipe, max(1, switches // 3), seed, **sampling)}
 
 
 def markdown_rows(r: dict) -> list[tuple[str, str]]:
     pct = "{:.0%}".format
     lg, sw = r["length"], r["switches"]
     a, b = lg["first"], lg["last"]
-    return [
+    rows = [
         (f"{lg['key_frames']}-key-frame streams, first vs last {lg['window']} key frames: colour / shape / motion",
          f"{pct(a['colour'])} / {pct(a['shape'])} / {pct(a['motion'])} vs {pct(b['colour'])} / {pct(b['shape'])} / {pct(b['motion'])}"),
         (f"{lg['key_frames']}-key-frame streams, first vs last {lg['window']} key frames: steps forward / flicker",
@@ -87,3 +109,8 @@ def markdown_rows(r: dict) -> list[tuple[str, str]]:
         (f"prompt switches ({sw['switches']}): motion follows within one key frame / jump at the switch",
          f"{pct(sw['follow_within_one'])} / {pct(sw['jumps'])}"),
     ]
+    if "late_switches" in r:
+        la = r["late_switches"]
+        rows.append((f"late switches ({la['switches']}, after key frame {la['at']}): motion follows within one key frame / "
+                     f"object kept in all {la['after']} key frames after", f"{pct(la['follow_within_one'])} / {pct(la['object_kept'])}"))
+    return rows
