@@ -24,8 +24,8 @@ from .evaluate import FORWARD, first_and_last, spread
 SWITCH_AT = 4      # key frames under the first prompt
 AFTER = 3          # key frames under the second
 JUMP = 2.0         # a step that travels (or resizes) more than this many world steps is a jump
-LATE_AT = 24       # key frames before a late switch
-LATE_AFTER = 24    # key frames watched after it
+LATE_AT = 80       # key frames before a late switch (serial numbers have gone round five times)
+LATE_AFTER = 48    # key frames watched after it
 
 
 def _key_frames(stream: EndlessStream, n: int) -> list[np.ndarray]:
@@ -94,7 +94,7 @@ def new_motion(colour: str, shape: str, motion: str, i: int) -> str:
 def evaluate_streams(pipe, *, long: int = 4, switches: int = 24, seed: int = 0, **sampling) -> dict:
     return {"length": length_scores(pipe, spread(shapes.ALL_COMBOS, long), seed, **sampling),
             "switches": switch_scores(pipe, switches, seed, **sampling),
-            "late_switches": late_switch_scores(pipe, max(1, switches // 3), seed, **sampling)}
+            "late_switches": late_switch_scores(pipe, max(1, switches // 6), seed, **sampling)}
 
 
 def markdown_rows(r: dict) -> list[tuple[str, str]]:

@@ -68,7 +68,7 @@ def test_evaluate_runs_end_to_end():
     table = to_markdown(r)
     assert "held out (1 prompts)" in table and "tokenizer" in table
     late = r["stream"]["late_switches"]
-    assert late["switches"] == 1 and 0 <= late["object_kept"] <= 1 and "late switches (1, after key frame 24)" in table
+    assert late["switches"] == 1 and 0 <= late["object_kept"] <= 1 and "late switches (1, after key frame 80)" in table
     rows = sampling_sweep(pipe, [dict(temperature=1.0), dict(temperature=0.5, top_k=4)], n=2)
     assert [r["settings"] for r in rows] == [dict(temperature=1.0), dict(temperature=0.5, top_k=4)]
     assert "| temperature=0.5, top_k=4 |" in sweep_markdown(rows) and all(0 <= r["motion"] <= 1 for r in rows)
