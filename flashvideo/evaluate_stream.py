@@ -54,32 +54,29 @@ def switch_result(frames: np.ndarray, new: str) -> tuple[bool, bool]:
     return bool((after >= FORWARD * shapes.rate(new)).any()), bool(jump)
 
 
-def switch_scores(pipe, n: int = 24, seed: int = 0, **sampling) -> dict:
-    """Switch the motion of `n` trained objects after `SWITCH_AT` key frames; score the switches."""
-    follows = jumps = 0
-    combos = spread(shapes.TRAIN_COMBOS, n)
-    for i, (c, s, m) in enumerate(tqdm(combos, desc="prompt switches", leave=False)):
+def _switched(pipe, n: int, seed: int, at: int, after: int, desc: str, **sampling):
+    """For `n` trained objects: (new motion, key frames before, key frames after) of a stream whose motion
+    switches after `at` key frames, watched for `after` more."""
+    for i, (c, s, m) in enumerate(tqdm(spread(shapes.TRAIN_COMBOS, n), desc=desc, leave=False)):
         new = new_motion(c, s, m, i)
         stream = EndlessStream(pipe, shapes.make_prompt(c, s, m), interp_frames=0, seed=seed + i, batch_pairs=1,
                                **sampling)
-        frames = _key_frames(stream, SWITCH_AT)
+        before = _key_frames(stream, at)
         stream.prompt = shapes.make_prompt(c, s, new)
-        f, j = switch_result(np.stack(frames + _key_frames(stream, AFTER)), new)
-        follows, jumps = follows + f, jumps + j
-    return {"switches": n, "follow_within_one": follows / n, "jumps": jumps / n}
+        yield new, before, _key_frames(stream, after)
+
+
+def switch_scores(pipe, n: int = 24, seed: int = 0, **sampling) -> dict:
+    """Switch the motion of `n` trained objects after `SWITCH_AT` key frames; score the switches."""
+    results = [switch_result(np.stack(before + after), new)
+               for new, before, after in _switched(pipe, n, seed, SWITCH_AT, AFTER, "prompt switches", **sampling)]
+    return {"switches": n, "follow_within_one": sum(f for f, _ in results) / n, "jumps": sum(j for _, j in results) / n}
 
 
 def late_switch_scores(pipe, n: int = 8, seed: int = 0, **sampling) -> dict:
     """Switch the motion of `n` trained objects after `LATE_AT` key frames and watch `LATE_AFTER` more."""
     follows = kept = 0
-    combos = spread(shapes.TRAIN_COMBOS, n)
-    for i, (c, s, m) in enumerate(tqdm(combos, desc="late prompt switches", leave=False)):
-        new = new_motion(c, s, m, i)
-        stream = EndlessStream(pipe, shapes.make_prompt(c, s, m), interp_frames=0, seed=seed + i, batch_pairs=1,
-                               **sampling)
-        before = _key_frames(stream, LATE_AT)
-        stream.prompt = shapes.make_prompt(c, s, new)
-        after = _key_frames(stream, LATE_AFTER)
+    for new, before, after in _switched(pipe, n, seed, LATE_AT, LATE_AFTER, "late prompt switches", **sampling):
         follows += switch_result(np.stack(before[-SWITCH_AT:] + after[:AFTER]), new)[0]
         kept += bool((shapes.measure(np.stack(after))["area"] > 0).all())
     return {"switches": n, "at": LATE_AT, "after": LATE_AFTER, "follow_within_one": follows / n, "object_kept": kept / n}

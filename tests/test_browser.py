@@ -107,6 +107,8 @@ def open_app(browser, url):
     page.set_default_timeout(30_000)
     page.goto(url)
     page.wait_for_selector("#generate")
+    for part in ("#view", "#stats"):           # the observers below need both in the page (slow under load)
+        page.wait_for_selector(part, state="attached")
     # record every frame the live view shows and every status line, as they happen
     page.evaluate("""() => {
         window.seen = {live: [], status: []};
