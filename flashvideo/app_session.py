@@ -31,6 +31,7 @@ import numpy as np
 
 from . import app_view as view, serving
 from .timeline import Timeline
+from .video_writer import VideoWriter
 
 FPS = 8
 KEEP_FRAMES = 480            # frames kept in memory for the frame slider (the newest)
@@ -68,33 +69,6 @@ class Finished:
     index: int                 # the frame to show
     view: str
     strip: str
-
-
-class _Mp4:
-    """An MP4 written frame by frame, in time order (frames may arrive out of order: they wait)."""
-
-    def __init__(self, path: Path, scale: int, start: int | None = None):
-        import imageio.v2 as imageio
-
-        # start None: the first frame added (a stopped run can leave a gap that is never filled)
-        self.path, self.scale, self.next, self.pending, self.frames = path, scale, start, {}, 0
-        self.first = start
-        self.writer = imageio.get_writer(path, fps=FPS, codec="libx264", pixelformat="yuv420p", macro_block_size=1,
-                                         ffmpeg_log_level="error")
-
-    def add(self, index: int, frame: np.ndarray) -> None:
-        if self.next is None:
-            self.next = self.first = index
-        self.pending[index] = frame
-        while self.next in self.pending:
-            f = self.pending.pop(self.next)
-            self.writer.append_data(f.repeat(self.scale, 0).repeat(self.scale, 1) if self.scale > 1 else f)
-            self.next += 1
-            self.frames += 1
-
-    def close(self) -> int:
-        self.writer.close()
-        return self.frames
 
 
 class Session:
@@ -145,7 +119,7 @@ class Session:
             self.strip.put(index, image, kind, changed)
             if self.mp4 is not None:
                 self.mp4.add(index, image)
-                if self.mp4.frames >= SEGMENT_FRAMES:
+                if self.mp4.written >= SEGMENT_FRAMES:
                     self._close_segment()
                     self.mp4 = self._new_segment()
             html = self._frame_html(index, uri, regions_uri, live=True)
@@ -271,12 +245,12 @@ class Session:
                 del self.kept[i]
             self.last = keys[-1]
 
-    def _new_segment(self, start=None) -> _Mp4:
+    def _new_segment(self, start=None) -> VideoWriter:
         from .demo import slug
 
         self.n_segments = getattr(self, "n_segments", 0) + 1
         name = f"{slug(self.settings.prompt)}-seed{self.settings.seed}-{self.n_segments:03d}.mp4"
-        return _Mp4(Path(self.out) / name, self.scale, start)
+        return VideoWriter(Path(self.out) / name, fps=FPS, scale=self.scale, start=start)
 
     def _close_segment(self) -> None:
         """Close the MP4 being written; keep the newest segments up to MP4_MAX_FRAMES (older ones deleted)."""

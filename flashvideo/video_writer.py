@@ -55,18 +55,21 @@ class _Mp4:
 
 
 class VideoWriter:
-    """A .gif or .mp4 written in time order from frame `start` on; scale > 1 enlarges by pixel repetition."""
+    """A .gif or .mp4 written in time order from frame `start` on (None: from the first frame added, e.g. when a
+    stopped run may leave a gap that is never filled); scale > 1 enlarges by pixel repetition."""
 
-    def __init__(self, path, fps: int = 8, scale: int = 1, start: int = 0):
+    def __init__(self, path, fps: int = 8, scale: int = 1, start: int | None = 0):
         self.path, self.fps, self.scale = Path(path), fps, scale
         if self.path.suffix.lower() not in SUFFIXES:
             raise ValueError(f"{self.path.name}: a video file must end in {' or '.join(SUFFIXES)}")
-        self.next = start               # the time index of the next frame to write
+        self.first = self.next = start  # the time index of the file's first frame, and of the next frame to write
         self.written = 0
         self.pending: dict[int, np.ndarray] = {}
         self._sink = None
 
     def add(self, index: int, image: np.ndarray) -> None:
+        if self.next is None:
+            self.first = self.next = index
         self.pending[index] = image
         while self.next in self.pending:
             frame = self.pending.pop(self.next)
