@@ -341,7 +341,7 @@ def cmd_train(args) -> None:
     model = json.loads(args.model_config) if args.model_config else {}
     tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
                      batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
-                     p_interp=args.p_interp, p_stream=args.p_stream, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                     p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, lr=args.lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
                      export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model,
                      folder_frames=args.folder_frames, folder_t_max=args.folder_t_max)
@@ -430,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--p-interp", type=float, default=0.5, help="share of interpolation batches")
     m.add_argument("--p-stream", type=float, default=0.0,
                    help="share of key-frame batches cut from an endless stream (SN phase, prompt switch)")
+    m.add_argument("--p-shake", type=float, default=0.0,
+                   help="input codes moved to a neighbour's code with probability up to this (targets stay true)")
     m.add_argument("--lr", type=float, default=1e-3)
     m.add_argument("--warmup", type=int, default=200)
     m.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,8 @@ from .world import World, make_world
 
 
 def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
-               p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0):
+               p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0,
+               p_shake: float = 0.0):
     """-> tokens (B, L), targets (B, L), and a short description of the task. Clips come from `source`,
     any `flashvideo.world.World`.
 
@@ -48,7 +49,8 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     sequence's prompt is replaced by the null text with probability ``p_uncond`` (prompt dropout,
     which classifier-free guidance needs). With probability ``p_stream`` a key-frame batch is a piece
     of an endless stream: its serial numbers start at a random point of their cycle (`Layout.key_sn`)
-    and, where the source can, the prompt changes at a random frame boundary."""
+    and, where the source can, the prompt changes at a random frame boundary. With ``p_shake`` the
+    input frames are shaken (`shake`) while the targets stay the true codes."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
     first, switch_at = 1, None
@@ -84,7 +86,32 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
             text = torch.stack([texts[p] for p in prompts]) if len(prompts) > 1 else texts[prompts[0]]
             seqs.append(layout.key_sequence(text, cl, first))
     tokens = torch.stack(seqs)
-    return tokens, layout.targets(tokens, generated), task
+    targets = layout.targets(tokens, generated)
+    if p_shake:
+        tokens = shake(rng, tokens, layout, len(times), p_shake)
+    return tokens, targets, task
+
+
+def shake(rng, tokens: torch.Tensor, layout: Layout, n_slots: int, p_max: float) -> torch.Tensor:
+    """A copy of `tokens` (B, L) in which each image code is, with probability p (drawn per sequence
+    from [0, p_max]), replaced by the code of one of its four neighbours (edges repeat). Over a plain
+    background this changes nothing; at an object's outline it moves the edge by a patch, the kind of
+    error a sampled frame makes. Trained on clean targets from shaken inputs, the model learns to
+    continue from its own imperfect frames instead of copying their wobble forward."""
+    g = layout.config.grid
+    out = tokens.clone()
+    B = len(tokens)
+    p = torch.from_numpy(rng.uniform(0, p_max, (B, 1, 1, 1)))
+    for s in range(n_slots):
+        pos = layout.code_positions(s)
+        f = tokens[:, pos].view(B, g, g)
+        pad = torch.nn.functional.pad(f[:, None].float(), (1, 1, 1, 1), mode="replicate")[:, 0].long()
+        neighbours = torch.stack([pad[:, :-2, 1:-1], pad[:, 2:, 1:-1], pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]], 1)
+        which = torch.from_numpy(rng.integers(0, 4, (B, 1, g, g)))
+        moved = neighbours.gather(1, which)[:, 0]
+        pick = torch.from_numpy(rng.random((B, g, g))) < p[:, 0]
+        out[:, pos] = torch.where(pick, moved, f).view(B, -1)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -106,6 +133,7 @@ class TrainConfig:
     p_uncond: float = 0.1                  # prompt dropout for classifier-free guidance
     batch_tokens: int = 0                  # if set, tokens per batch (overrides batch_size)
     p_stream: float = 0.0                  # key-frame batches cut from an endless stream (SN phase, prompt switch)
+    p_shake: float = 0.0                   # input codes moved to a neighbour's with p up to this (`shake`)
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -233,7 +261,7 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
         while step < end and not stop["now"]:
             rng = np.random.default_rng([tc.seed, rank, step])
             tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given,
-                                              tc.p_uncond, tc.batch_tokens, tc.p_stream)
+                                              tc.p_uncond, tc.batch_tokens, tc.p_stream, tc.p_shake)
             data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:
