@@ -172,16 +172,18 @@ def scheduled_events(stream, schedule, key_frames: int, first=None):
 
 def check_video_settings(pipe, s) -> dict:
     """A new video's settings (`STREAM_SETTINGS` names, filled in) -> the pipeline's keywords, checked."""
+    from dataclasses import replace
+
     from . import demo
-    from .sampler import MAX_TEMPERATURE, SamplingSettings
+    from .sampler import MAX_TEMPERATURE
 
     c = pipe.config
     interp_frames = demo.as_int("--interp-frames", s.interp_frames, 0, c.max_interp_frames)
     demo.as_float("--inherit-ratio", s.inherit_ratio, 0.0, 1.0)
     demo.as_int("--seed", s.seed, 0, 2**63 - 1)
     d = pipe.default_sampling
-    sampling = SamplingSettings(
-        temperature=d.temperature if s.temperature is None else demo.as_temperature(s.temperature, MAX_TEMPERATURE,
+    sampling = replace(  # what the model's defaults hold beyond these (guide_interp) is kept
+        d, temperature=d.temperature if s.temperature is None else demo.as_temperature(s.temperature, MAX_TEMPERATURE,
                                                                                      "--temperature"),
         top_k=d.top_k if s.top_k is None else demo.as_top_k(s.top_k, c.n_codes, "--top-k"),
         top_p=d.top_p if s.top_p is None else s.top_p,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +182,7 @@ class EndlessStream:
                 "key_frames": self._key_frames, "prompt": self._prompt, "seed": self.seed,
                 "interp_frames": self.interp_frames, "inherit_ratio": self.inherit_ratio,
                 "batch_pairs": self.batch_pairs, "negative_prompt": self.negative_prompt,
-                "sampling": {k: getattr(self.sampling, k) for k in ("temperature", "top_k", "top_p", "guidance_scale")},
+                "sampling": asdict(self.sampling),
                 "counts": self.counts}
         path = Path(path)
         save_file(tensors, str(path), metadata={"flashvideo": json.dumps(meta)})

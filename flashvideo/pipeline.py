@@ -266,8 +266,8 @@ class FlashVideoPipeline:
 
         Yields (pair, j, codes, regions): in-between frame j (1..n, time order) of pair p. Every pair
         has its own generator (its region draw and its samples), so batching does not change frames.
-        Sampling and guidance as in `key_frame_codes`."""
-        sampling = SamplingSettings.resolve(sampling, self.config.sampling, **sampling_keywords)
+        Sampling and guidance as in `key_frame_codes`, unguided if the settings' `guide_interp` is off."""
+        sampling = SamplingSettings.resolve(sampling, self.config.sampling, **sampling_keywords).for_interp()
         L, G = self.layout, self.config.grid
         pairs = list(range(len(keys) - 1))
         gens = [_generator(child_seed(seed, 1, first_pair + p)) for p in pairs]  # pair numbers of a longer video

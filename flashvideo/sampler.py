@@ -17,7 +17,7 @@ Classifier-free guidance is not a sampling step but a logit step: `guide(cond, u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -42,6 +42,7 @@ class SamplingSettings:
     top_k: int | None = None       # keep the k most likely codes (ties with the k-th kept); None = off
     top_p: float | None = None     # nucleus: keep the most likely codes until their mass reaches p; None = off
     guidance_scale: float = 1.0    # classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)
+    guide_interp: bool = True      # False: in-between frames unguided (their key frames pin them; half the rows)
 
     def __post_init__(self):
         def need(ok, msg):
@@ -57,6 +58,7 @@ class SamplingSettings:
              f"top_p must be None (off) or a number in (0, 1], got {p!r}")
         need(_is_real(s) and 0.0 <= s <= MAX_GUIDANCE,
              f"guidance_scale must be a number in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {s!r}")
+        need(isinstance(self.guide_interp, bool), f"guide_interp must be true or false, got {self.guide_interp!r}")
         object.__setattr__(self, "temperature", float(t))
         object.__setattr__(self, "guidance_scale", float(s))
         if k is not None:
@@ -67,7 +69,7 @@ class SamplingSettings:
                 **keywords) -> "SamplingSettings":
         """Settings from `sampling=` or from keywords (None = not given), what is not given taken from
         `defaults` (a model's `config.sampling`); `sampling=` and keywords at once only if they agree."""
-        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale"})
+        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale", "guide_interp"})
         if unknown:
             raise TypeError(f"unknown sampling keywords {unknown}")
         given = {k: v for k, v in keywords.items() if v is not None}
@@ -92,6 +94,10 @@ class SamplingSettings:
     @property
     def guided(self) -> bool:
         return self.guidance_scale != 1.0
+
+    def for_interp(self) -> "SamplingSettings":
+        """The settings in-between frames are drawn with: these, unguided if `guide_interp` is off."""
+        return self if self.guide_interp else replace(self, guidance_scale=1.0)
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -153,3 +153,24 @@ def test_a_model_carries_its_sampling_defaults_and_callers_override_them(tmp_pat
     for bad in ({"temperature": -1}, {"top_k": 0}, {"colour": 1}, [0.8]):
         with pytest.raises(ValueError, match="sampling"):
             FlashVideoConfig(sampling=bad)
+
+
+def test_guide_interp_off_guides_key_frames_only():
+    from conftest import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline()
+    key_only = SamplingSettings(guidance_scale=3.0, guide_interp=False)
+    run = lambda **kw: list(pipe.stream("red circle grows", key_frames=3, interp_frames=2, seed=4, **kw))  # noqa: E731
+    guided, mixed = run(guidance_scale=3.0), run(sampling=key_only)
+    assert all((g.image == m.image).all() for g, m in zip(guided, mixed) if g.kind == "key")
+    assert any((g.image != m.image).any() for g, m in zip(guided, mixed) if g.kind != "key")
+    text = pipe.encode_prompt("red circle grows")
+    keys = list(pipe.key_frame_codes(text, 3, seed=4, guidance_scale=3.0))
+
+    def mids(**kw):
+        return [codes for *_, codes, _ in pipe.interpolation_codes(text, keys, 2, 0.2, 4, **kw)]
+
+    assert all(torch.equal(a, b) for a, b in zip(mids(sampling=key_only), mids(guidance_scale=1.0)))
+    assert key_only.for_interp() == SamplingSettings(guide_interp=False) and SamplingSettings().for_interp() == SamplingSettings()
+    with pytest.raises(ValueError, match="guide_interp"):
+        SamplingSettings(guide_interp="no")

@@ -126,3 +126,26 @@ def test_folder_dataset_trains(tmp_path):
     assert (out / "latest").exists()
     cfg = json.loads((out / (out / "latest").read_text() / "config.json").read_text())
     assert cfg["text_len"] == 3  # "apply eye makeup"
+
+
+def test_shake_moves_codes_only_to_a_neighbour_and_keeps_the_targets():
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.layout import Layout
+    from flashvideo.train import shake
+
+    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=4, text_len=2, max_key_frames=3, d_model=16, n_heads=2)
+    layout = Layout(c)
+    plain = torch.full((3, 4, 4), 5)
+    obj = plain.clone()
+    obj[:, 1:3, 1:3] = 9                                              # a 2x2 object on a plain background
+    text = layout.text_block(torch.tensor([1, 2]))
+    tokens = torch.stack([layout.key_sequence(text, plain), layout.key_sequence(text, obj)])
+    shaken = shake(np.random.default_rng(0), tokens, layout, 3, 1.0)
+    assert torch.equal(shaken[0], tokens[0])                          # a plain frame has nothing to move
+    codes = torch.stack([shaken[1, layout.code_positions(s)].view(4, 4) for s in range(3)])
+    assert set(codes.unique().tolist()) <= {5, 9} and not torch.equal(codes, obj)   # edges moved, nothing new
+    outside = torch.ones(tokens.shape[1], dtype=torch.bool)
+    for s in range(3):
+        outside[layout.code_positions(s)] = False
+    assert torch.equal(shaken[:, outside], tokens[:, outside])        # headers (text, SN) are never shaken
+    assert torch.equal(shake(np.random.default_rng(0), tokens, layout, 3, 0.0), tokens)
