@@ -27,6 +27,7 @@ from .sampling import Decoder
 from .timeline import Timeline
 from .frames import as_rgb_frame
 from .tokenizer import Tokenizer, load_tokenizer
+from .video_writer import SUFFIXES, VideoWriter
 
 # The shipped default model: checkpoints/shapes of a repo checkout (or an editable install), else the copy
 # a wheel carries inside the package (pyproject.toml maps checkpoints/ to flashvideo/checkpoints/).
@@ -78,18 +79,17 @@ class Video:
         return cls(np.stack(frames), kinds, regions, stats)
 
     def save(self, path, fps: int = 8, scale: int = 1) -> Path:
-        """Write a .gif or .mp4 (or any format imageio knows); scale > 1 enlarges by pixel repetition."""
-        import imageio.v2 as imageio
-
+        """Write a .gif or .mp4 (`VideoWriter`; any other format imageio knows); scale > 1 enlarges by pixel
+        repetition."""
         path = Path(path)
-        frames = self.frames.repeat(scale, axis=1).repeat(scale, axis=2) if scale > 1 else self.frames
-        if path.suffix.lower() == ".gif":
-            imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
-        elif path.suffix.lower() == ".mp4":
-            imageio.mimsave(path, list(frames), fps=fps, codec="libx264", pixelformat="yuv420p",
-                            macro_block_size=1)
-        else:
-            imageio.mimsave(path, list(frames))
+        if path.suffix.lower() not in SUFFIXES:
+            import imageio.v2 as imageio
+
+            imageio.mimsave(path, list(self.frames.repeat(scale, axis=1).repeat(scale, axis=2)))
+            return path
+        with VideoWriter(path, fps, scale) as out:
+            for i, frame in enumerate(self.frames):
+                out.add(i, frame)
         return path
 
 

@@ -300,10 +300,11 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
             print(f"exported the trained pipeline to {tc.export}")
         log.close()
     if distributed:  # each rank records what it trained on and what it ended with
-        weights = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters()))
+        from .aot import model_key
+
         dist.barrier()
         (out / f"rank-{rank}.json").write_text(json.dumps(
-            {"step": step, "weights_sha256": weights.hexdigest(), "data_sha256": data_digest.hexdigest()}))
+            {"step": step, "weights": model_key(model), "data_sha256": data_digest.hexdigest()}))
         dist.destroy_process_group()
     return out / f"step-{step:07d}"
 
