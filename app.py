@@ -413,6 +413,9 @@ def build_demo(model_id=None) -> gr.Blocks:
                      concurrency_limit=4, show_progress="hidden", preprocess=False)
         demo.unload(forget)
     demo.queue(max_size=16, default_concurrency_limit=1)
+    # `launch(warm=True)`: a tiny Generate with the model's defaults through the app's own API at start
+    demo.warm_request = None if problem else (examples[0], None, 2, 1, 0.2, 0, False, d.temperature, default_top_k,
+                                              default_top_p, d.guidance_scale, "", lib.LENGTHS[0])
     return demo
 
 
@@ -424,9 +427,10 @@ def mcp_available() -> bool:
         return False
 
 
-def launch(demo: gr.Blocks, **kwargs):
+def launch(demo: gr.Blocks, warm: bool = False, **kwargs):
     """Serve on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860), with /generate as an MCP
-    tool at /gradio_api/mcp/ when the `mcp` package (gradio[mcp]) is installed ($FLASHVIDEO_MCP=0: off)."""
+    tool at /gradio_api/mcp/ when the `mcp` package (gradio[mcp]) is installed ($FLASHVIDEO_MCP=0: off).
+    warm=True (`python app.py`): one warm-up request (`warm_click`) before serving users."""
     kwargs.setdefault("server_name", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     kwargs.setdefault("server_port", int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     if "mcp_server" not in kwargs:
@@ -435,8 +439,33 @@ def launch(demo: gr.Blocks, **kwargs):
         if wanted and not kwargs["mcp_server"]:
             _setup_logging()
             log.warning("MCP server off: the `mcp` package is not installed (pip install 'gradio[mcp]')")
-    return demo.launch(**LAUNCH_KWARGS, css=CSS, **kwargs)
+    if not warm or not getattr(demo, "warm_request", None):
+        return demo.launch(**LAUNCH_KWARGS, css=CSS, **kwargs)
+    block = not kwargs.pop("prevent_thread_lock", False)
+    served = demo.launch(**LAUNCH_KWARGS, css=CSS, prevent_thread_lock=True, **kwargs)
+    warm_click(served[1], demo.warm_request)
+    if block:
+        demo.block_thread()
+    return served
+
+
+def warm_click(url: str, request: tuple) -> None:
+    """One tiny Generate through the app's own HTTP API right after start. Gradio's request path has one-time
+    costs of its own (its first job, first outputs and files: the first click after start took several times a
+    warm click's time to its first frame, while a new client on a warm server did not); this pays them before
+    any user clicks. A failure is logged and the app serves anyway."""
+    import time
+
+    from gradio_client import Client
+
+    t0 = time.perf_counter()
+    try:
+        Client(url, verbose=False, download_files=False, analytics_enabled=False,
+               httpx_kwargs={"trust_env": False}).predict(*request, api_name="/generate")  # local: no proxy
+        log.info("warm-up request done in %.1f s", time.perf_counter() - t0)
+    except Exception as e:
+        log.warning("warm-up request failed (the app serves anyway): %s", str(e)[:200])
 
 
 if __name__ == "__main__":
-    launch(build_demo())
+    launch(build_demo(), warm=True)

@@ -2,7 +2,7 @@
 the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
 
     python tests/app_speed.py [--reps 5] [--model FOLDER]    # default: random weights, default config
-    (also the first request after start, before anything else ran: "first_click_*")
+    (also the first user request after start, after `app.launch(warm=True)`'s warm-up request: "first_click_*")
     python tests/app_speed.py --long 1000                    # the app's own work per frame along one long video
 
 App time: from `gradio_client` submit to the last update received (every frame's view, strip and status,
@@ -51,7 +51,8 @@ def main():
         return long_run(pipe, args.long)
     app = load_app()
     demo = app.build_demo(folder)
-    _, url, _ = app.launch(demo, prevent_thread_lock=True, server_port=free_port(), quiet=True, mcp_server=False)
+    _, url, _ = app.launch(demo, warm=True, prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                           mcp_server=False)
     client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
     prompt, K, n, rho = "a red circle moves right", 4, 3, 0.2
     sampling = pipe.default_sampling   # the pipeline's defaults, given to the app explicitly
@@ -75,7 +76,7 @@ def main():
         job.result()
         return time.perf_counter() - t0, first
 
-    first_click = app_run()   # the first request after start: nothing has run yet
+    first_click = app_run()   # the first user request after start (after `launch(warm=True)`'s warm-up request)
     pipeline_run()            # warm-up
     pipe_t, app_t = [], []
     for _ in range(args.reps):

@@ -3,7 +3,6 @@ streaming, the finished video, token-region views, stats, bad input, and the log
 import importlib.util
 import os
 import re
-import re
 import socket
 import time
 from pathlib import Path
@@ -519,3 +518,25 @@ def test_the_app_names_the_step_in_use(checkpoint, monkeypatch):
     demo = load_app().build_demo(checkpoint)
     texts = " ".join(str(getattr(b, "value", "")) for b in demo.blocks.values())
     assert "recurrent step: **aoti**" in texts
+
+
+def test_launch_warm_runs_one_generate_before_serving(checkpoint, capsys, monkeypatch):
+    """`python app.py` launches with warm=True: one tiny Generate through the app's own API before users come;
+    a failing warm-up is logged and the app serves anyway."""
+    app = load_app()
+    monkeypatch.setenv(lib.MODEL_ENV, str(checkpoint))
+    demo = app.build_demo()
+    assert demo.warm_request[0] in lib.example_prompts(lib.load_pipeline(checkpoint).tokenizer.vocabulary)
+    calls = []
+    real = app.warm_click
+    monkeypatch.setattr(app, "warm_click", lambda url, request: calls.append(real(url, request)))
+    _, url, _ = app.launch(demo, warm=True, prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        assert len(calls) == 1 and "warm-up request done" in capsys.readouterr().err
+        app.warm_click(url, ("a purple",) + demo.warm_request[1:])     # refused by the app: logged, not raised
+        assert "warm-up request failed" in capsys.readouterr().err
+        _, job = generate(Client(url, analytics_enabled=False, verbose=False, download_files=False), key_frames=2,
+                          interp_frames=0)
+        assert job.status().success
+    finally:
+        demo.close()
