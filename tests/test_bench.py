@@ -66,6 +66,7 @@ def test_quick_bench_has_every_row(quick):
     assert last["kv_cache_bytes"] > first["kv_cache_bytes"] and last["retnet_state_bytes"] == first["retnet_state_bytes"]
     d = r["demo"]
     assert d["frames"] == 13 and d["seconds"] > 0 and d["time_to_first_frame"] <= d["seconds"]
+    assert d["samplings"]["default"]["over_default"] == 1.0
     md = (out / "bench.md").read_text()
     for heading in ("Headline", "vs number of frames", "vs tokens per frame", "interpolation", "Floor", "EVDM FLOPs",
                     "demo"):
@@ -135,3 +136,15 @@ def test_quick_long_section_keeps_the_stream_flat(quick):
     assert all(v["over_fresh"] > 0 and v["fresh_cpu"] > 0 for v in h["retnet"].values())  # timed beside a fresh stream
     kv = h["kv_cache_bytes"]
     assert kv[h["checkpoints"][-1]] > kv[h["checkpoints"][0]]   # the transformer's cache grows
+
+
+def test_demo_section_times_the_other_samplings_beside_the_default():
+    from conftest import make_tiny_pipeline
+    from flashvideo.bench.demo import samplings
+    from flashvideo.sampler import SamplingSettings
+
+    shipped = samplings(make_tiny_pipeline(sampling={"temperature": 0.8, "guidance_scale": 1.5, "guide_interp": False}))
+    assert shipped == {"default": SamplingSettings(temperature=0.8, guidance_scale=1.5, guide_interp=False),
+                       "every frame guided": SamplingSettings(temperature=0.8, guidance_scale=1.5),
+                       "unguided": SamplingSettings(temperature=0.8, guide_interp=False)}
+    assert list(samplings(make_tiny_pipeline())) == ["default"]     # neutral defaults: nothing else to compare

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 
@@ -52,32 +53,51 @@ def demo_pipeline(s: Settings):
     return pipe, weights
 
 
+def samplings(pipe) -> dict:
+    """The model's default sampling and, where they differ from it, every frame guided and no guidance at all."""
+    d = pipe.default_sampling
+    options = {"default": d, "every frame guided": replace(d, guide_interp=True),
+               "unguided": replace(d, guidance_scale=1.0)}
+    kept = {}
+    for name, settings in options.items():
+        if settings not in kept.values():
+            kept[name] = settings
+    return kept
+
+
 def section_demo(s: Settings) -> dict:
+    """The default video with the model's default sampling; beside it, interleaved in the same repeats, the same
+    video with the other samplings of `samplings` (as ratios to the default's time)."""
     pipe, weights = demo_pipeline(s)
     K, n = DEMO_KEY_FRAMES, DEMO_INTERP_FRAMES
-    runs = []
+    options = samplings(pipe)
+    runs = {name: [] for name in options}
 
-    def run():
+    def run(name):
         t0 = time.perf_counter()
         first, last = None, None
-        for ev in pipe.stream(s.demo_prompt, key_frames=K, interp_frames=n, inherit_ratio=DEMO_RHO, seed=0):
+        for ev in pipe.stream(s.demo_prompt, key_frames=K, interp_frames=n, inherit_ratio=DEMO_RHO, seed=0,
+                              sampling=options[name]):
             first = first if first is not None else time.perf_counter() - t0
             last = ev
-        runs.append({"total": time.perf_counter() - t0, "first": first, "stats": last.stats})
+        runs[name].append({"total": time.perf_counter() - t0, "first": first, "stats": last.stats})
 
-    run()  # warm-up
-    runs.clear()
+    for name in options:  # warm-up
+        run(name)
+        runs[name].clear()
     for _ in range(s.repeats):
-        run()
-    total, first = median([r["total"] for r in runs]), median([r["first"] for r in runs])
-    stats = runs[-1]["stats"]
+        for name in options:
+            run(name)
+    total, first = median([r["total"] for r in runs["default"]]), median([r["first"] for r in runs["default"]])
+    stats = runs["default"][-1]["stats"]
     frames = Timeline(K, n).n_frames
     return {"weights": weights, "step": pipe.model.step_backend, "prompt": s.demo_prompt, "key_frames": K, "interp_frames": n, "frames": frames,
             "image_size": pipe.config.image_size, "grid": pipe.config.grid, "seconds": total,
             "time_to_first_frame": first, "seconds_per_frame": total / frames, "fps": frames / total,
             "tokens_sampled": stats.get("total_sampled"), "tokens_inherited": stats.get("total_inherited"),
-            "recurrent_steps": stats.get("total_steps")}
-
+            "recurrent_steps": stats.get("total_steps"), "sampling": str(options["default"]),
+            "samplings": {name: {"settings": str(options[name]), "seconds": median([r["total"] for r in runs[name]]),
+                                 "over_default": median([r["total"] for r in runs[name]]) / total} for name in options}}
 
 
 def markdown(r: dict) -> list[str]:
@@ -93,4 +113,12 @@ def markdown(r: dict) -> list[str]:
     L.append(f"| {fmt_s(d['seconds'])} | {fmt_s(d['time_to_first_frame'])} | {fmt_s(d['seconds_per_frame'])} | "
              f"{d['fps']:.1f} | {d['tokens_sampled']} | {d['tokens_inherited']} | {d['recurrent_steps']} |")
     L.append("")
+    if len(d.get("samplings", {})) > 1:
+        L.append("The same video with other samplings, timed interleaved with the default in the same repeats:")
+        L.append("")
+        L.append("| sampling | settings | total | × default |")
+        L.append("|---|---|---|---|")
+        for name, row in d["samplings"].items():
+            L.append(f"| {name} | `{row['settings']}` | {fmt_s(row['seconds'])} | {row['over_default']:.2f}× |")
+        L.append("")
     return L
