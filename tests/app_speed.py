@@ -69,10 +69,8 @@ def main():
         job = client.submit(prompt, None, K, n, rho, 0, False, sampling.temperature, sampling.top_k or 0,
                             sampling.top_p or 1.0, sampling.guidance_scale, api_name="/generate")
         first = None
-        while not job.done():
-            if first is None and job.outputs():
-                first = time.perf_counter() - t0
-            time.sleep(0.002)
+        for _ in job:  # blocks until each update arrives (no polling beside the server in this process)
+            first = first or time.perf_counter() - t0
         job.result()
         return time.perf_counter() - t0, first
 
