@@ -1,16 +1,18 @@
-"""The app end to end against its own pipeline, for the default settings (issue 10 item 3): one process,
-the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
+"""The app end to end against its own pipeline, for the default settings (issue 10 item 3): the server and
+the pipeline in one process with the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
 
     python tests/app_speed.py [--reps 5] [--model FOLDER]    # default: random weights, default config
     (also the first user request after start, after `app.launch(warm=True)`'s warm-up request: "first_click_*")
     python tests/app_speed.py --long 1000                    # the app's own work per frame along one long video
 
 App time: from `gradio_client` submit to the last update received (every frame's view, strip and status,
-then the MP4 and GIF), i.e. what a client waits for; pipeline time: `pipe.stream` to its last frame."""
+then the MP4 and GIF), i.e. what a client waits for; the client runs in a process of its own, as a browser would.
+Pipeline time: `pipe.stream` to its last frame, in the server's process, interleaved with the app runs."""
 import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +28,14 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--model", default=None)
     ap.add_argument("--long", type=int, default=0, help="frames of one 'until stopped' video (Session, no server)")
+    ap.add_argument("--client", help=argparse.SUPPRESS)   # the client process (see main)
+    ap.add_argument("--request", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.client:
+        return client_loop(args.client, json.loads(args.request))
     import torch
 
     torch.set_num_threads(1)
-    from gradio_client import Client
 
     from flashvideo import demo as lib
     from test_app import free_port, load_app
@@ -53,9 +58,13 @@ def main():
     demo = app.build_demo(folder)
     _, url, _ = app.launch(demo, warm=True, prevent_thread_lock=True, server_port=free_port(), quiet=True,
                            mcp_server=False)
-    client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
     prompt, K, n, rho = "a red circle moves right", 4, 3, 0.2
     sampling = pipe.default_sampling   # the pipeline's defaults, given to the app explicitly
+    request = [prompt, None, K, n, rho, 0, False, sampling.temperature, sampling.top_k or 0, sampling.top_p or 1.0,
+               sampling.guidance_scale]
+    # the client runs in a process of its own, as a browser would: it shares the cores but not this process's GIL
+    client = subprocess.Popen([sys.executable, __file__, "--client", url, "--request", json.dumps(request)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def pipeline_run():
         t0 = time.perf_counter()
@@ -65,14 +74,9 @@ def main():
         return time.perf_counter() - t0, first
 
     def app_run():
-        t0 = time.perf_counter()
-        job = client.submit(prompt, None, K, n, rho, 0, False, sampling.temperature, sampling.top_k or 0,
-                            sampling.top_p or 1.0, sampling.guidance_scale, api_name="/generate")
-        first = None
-        for _ in job:  # blocks until each update arrives (no polling beside the server in this process)
-            first = first or time.perf_counter() - t0
-        job.result()
-        return time.perf_counter() - t0, first
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        return json.loads(client.stdout.readline())
 
     first_click = app_run()   # the first user request after start (after `launch(warm=True)`'s warm-up request)
     pipeline_run()            # warm-up
@@ -80,6 +84,8 @@ def main():
     for _ in range(args.reps):
         pipe_t.append(pipeline_run())
         app_t.append(app_run())
+    client.stdin.close()
+    client.wait()
     demo.close()
     med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
     out = {"settings": f"K={K}, n={n}, rho={rho}, {K + (K - 1) * n} frames, step {pipe.model.step_backend}",
@@ -90,6 +96,21 @@ def main():
            "first_click_s": round(first_click[0], 3), "first_click_first_frame_s": round(first_click[1], 3),
            "first_click_over_warm_app": round(first_click[0] / med(app_t, 0), 3), "reps": args.reps}
     print(json.dumps(out, indent=1))
+
+
+def client_loop(url: str, request: list) -> None:
+    """The client process: one /generate per "go" line on stdin; prints [seconds, seconds to the first update]."""
+    from gradio_client import Client
+
+    client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        job = client.submit(*request, api_name="/generate")
+        first = None
+        for _ in job:  # blocks until each update arrives
+            first = first or time.perf_counter() - t0
+        job.result()
+        print(json.dumps([time.perf_counter() - t0, first]), flush=True)
 
 
 def long_run(pipe, n_frames):
