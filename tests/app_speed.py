@@ -1,5 +1,6 @@
 """The app end to end against its own pipeline, for the default settings (issue 10 item 3): the server and
-the pipeline in one process with the same loaded model, runs interleaved, medians and their ratio. Not a test (no timing assertions):
+the pipeline in one process with the same loaded model, runs interleaved, medians and their ratio. Not a test
+(no timing assertions):
 
     python tests/app_speed.py [--reps 5] [--model FOLDER]    # default: random weights, default config
     (also the first user request after start, after `app.launch(warm=True)`'s warm-up request: "first_click_*")

@@ -171,6 +171,7 @@ def test_guide_interp_off_guides_key_frames_only():
         return [codes for *_, codes, _ in pipe.interpolation_codes(text, keys, 2, 0.2, 4, **kw)]
 
     assert all(torch.equal(a, b) for a, b in zip(mids(sampling=key_only), mids(guidance_scale=1.0)))
-    assert key_only.for_interp() == SamplingSettings(guide_interp=False) and SamplingSettings().for_interp() == SamplingSettings()
+    assert key_only.for_interp() == SamplingSettings(guide_interp=False)
+    assert SamplingSettings().for_interp() == SamplingSettings()
     with pytest.raises(ValueError, match="guide_interp"):
         SamplingSettings(guide_interp="no")

@@ -133,7 +133,8 @@ def test_shake_moves_codes_only_to_a_neighbour_and_keeps_the_targets():
     from flashvideo.layout import Layout
     from flashvideo.train import shake
 
-    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=4, text_len=2, max_key_frames=3, d_model=16, n_heads=2)
+    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=4, text_len=2, max_key_frames=3, d_model=16,
+                         n_heads=2)
     layout = Layout(c)
     plain = torch.full((3, 4, 4), 5)
     obj = plain.clone()
