@@ -343,7 +343,8 @@ def cmd_train(args) -> None:
     model = json.loads(args.model_config) if args.model_config else {}
     tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
                      batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
-                     p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, lr=args.lr,
+                     p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, p_self=args.p_self,
+                     lr=args.lr,
                      warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
                      export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model,
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of key-frame batches cut from an endless stream (SN phase, prompt switch)")
     m.add_argument("--p-shake", type=float, default=0.0,
                    help="input codes moved to a neighbour's code with probability up to this (targets stay true)")
+    m.add_argument("--p-self", type=float, default=0.0,
+                   help="input codes replaced by the model's own draws with probability up to this (targets stay true)")
     m.add_argument("--lr", type=float, default=1e-3)
     m.add_argument("--warmup", type=int, default=200)
     m.add_argument("--seed", type=int, default=0)

@@ -114,6 +114,24 @@ def shake(rng, tokens: torch.Tensor, layout: Layout, n_slots: int, p_max: float)
     return out
 
 
+def self_feed(rng, model: RetNet, tokens: torch.Tensor, targets: torch.Tensor, q_max: float) -> torch.Tensor:
+    """A copy of `tokens` in which each code the model must generate is, with probability q (drawn per
+    sequence from [0, q_max]), replaced by the model's own draw for that position, made from the
+    teacher-forced logits of one parallel pass (parallel scheduled sampling). The model then learns
+    to continue from the errors it makes itself, while the targets stay the true codes."""
+    n_codes = model.config.n_codes
+    with torch.no_grad():
+        logits, _ = model(tokens)
+    g = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    probs = logits[:, :-1, :n_codes].float().softmax(-1)
+    drawn = torch.multinomial(probs.reshape(-1, n_codes), 1, generator=g).view(probs.shape[:2])
+    q = torch.from_numpy(rng.uniform(0, q_max, (len(tokens), 1)))
+    pick = (targets[:, :-1] != -100) & (torch.rand(drawn.shape, generator=g, dtype=q.dtype) < q)
+    out = tokens.clone()
+    out[:, 1:] = torch.where(pick, drawn.to(tokens.device), tokens[:, 1:])
+    return out
+
+
 # ------------------------------------------------------------------------------------------ training
 
 @dataclass
@@ -134,6 +152,7 @@ class TrainConfig:
     batch_tokens: int = 0                  # if set, tokens per batch (overrides batch_size)
     p_stream: float = 0.0                  # key-frame batches cut from an endless stream (SN phase, prompt switch)
     p_shake: float = 0.0                   # input codes moved to a neighbour's with p up to this (`shake`)
+    p_self: float = 0.0                    # input codes replaced by the model's own draws, p up to this (`self_feed`)
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -267,6 +286,8 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, tc)
             model.train()
+            if tc.p_self:
+                tokens = self_feed(rng, model, tokens, targets, tc.p_self)
             _, loss = ddp(tokens, targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
