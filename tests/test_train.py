@@ -150,3 +150,29 @@ def test_shake_moves_codes_only_to_a_neighbour_and_keeps_the_targets():
         outside[layout.code_positions(s)] = False
     assert torch.equal(shaken[:, outside], tokens[:, outside])        # headers (text, SN) are never shaken
     assert torch.equal(shake(np.random.default_rng(0), tokens, layout, 3, 0.0), tokens)
+
+
+def test_self_feed_replaces_only_generated_codes_with_the_models_draws():
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.layout import Layout
+    from flashvideo.retnet import RetNet
+    from flashvideo.train import self_feed
+
+    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=4, text_len=2, max_key_frames=3, d_model=16,
+                         n_heads=2)
+    layout = Layout(c)
+    torch.manual_seed(0)
+    model = RetNet(c)
+    text = layout.text_block(torch.tensor([1, 2]))
+    tokens = torch.stack([layout.key_sequence(text, torch.randint(0, 16, (3, 4, 4))) for _ in range(2)])
+    targets = layout.targets(tokens, [1, 2])                          # slot 0 is given
+    fed = self_feed(np.random.default_rng(0), model, tokens, targets, 1.0)
+    may_change = torch.zeros(tokens.shape[1], dtype=torch.bool)
+    for s in (1, 2):
+        may_change[layout.code_positions(s)] = True
+    assert torch.equal(fed[:, ~may_change], tokens[:, ~may_change])  # headers and the given frame stay true
+    changed = fed != tokens
+    assert changed.any() and (fed[changed] < c.n_codes).all()        # the model's draws are image codes
+    again = self_feed(np.random.default_rng(0), model, tokens, targets, 1.0)
+    assert torch.equal(fed, again)                                    # seeded by the step's generator
+    assert torch.equal(self_feed(np.random.default_rng(0), model, tokens, targets, 0.0), tokens)
