@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,14 @@ class Update:
     def status(self) -> str:
         of = f"/{self.total}" if self.total else " (until stopped)"
         return f"{self.kind} frame {self.index} · {self.done}{of} · {self.seconds:.2f} s"
+
+
+def _merged(updates: list) -> Update:
+    """Frames decoded together as one page update: the newest frame's view, the newest filmstrip drawn among them.
+    Every frame is still in the filmstrip, the MP4 and the frame slider; only views nobody could see are skipped
+    (each page update costs a client tens of milliseconds, more than a frame takes to decode)."""
+    strip = next((u.strip for u in reversed(updates) if u.strip is not None), None)
+    return replace(updates[-1], strip=strip)
 
 
 @dataclass
@@ -166,11 +174,11 @@ class Session:
         self.last_total = T
         self._start_run(None if s.until_stopped else T, new_video=True)
         first_given = s.first_frame is not None
-        for ev in serving.shared(self.pipe).stream(s.prompt, key_frames=s.key_frames, interp_frames=s.interp_frames,
-                                                   inherit_ratio=s.inherit_ratio, seed=s.seed, first_frame=s.first_frame,
-                                                   sampling=s.sampling, negative_prompt=s.negative_prompt):
-            kind = "first" if ev.index == 0 and first_given else ev.kind
-            yield self._add(ev.index, kind, ev.image, ev.regions, s.prompt, ev.stats)
+        for ready in serving.shared(self.pipe).stream_ready(
+                s.prompt, key_frames=s.key_frames, interp_frames=s.interp_frames, inherit_ratio=s.inherit_ratio,
+                seed=s.seed, first_frame=s.first_frame, sampling=s.sampling, negative_prompt=s.negative_prompt):
+            yield _merged([self._add(ev.index, "first" if ev.index == 0 and first_given else ev.kind, ev.image,
+                                     ev.regions, s.prompt, ev.stats) for ev in ready])
         if s.until_stopped:
             yield from self._continue(s.prompt, None)
             return

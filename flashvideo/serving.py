@@ -54,6 +54,11 @@ class Cancelled(Exception):
 _DONE = object()
 
 
+def _last(item) -> bool:
+    """A request's last queue item: _DONE, or the exception its decoding raised."""
+    return item is _DONE or isinstance(item, BaseException)
+
+
 @dataclass(eq=False)
 class _Request:
     rows: int                        # the most rows it decodes at once: its share of max_rows
@@ -93,15 +98,29 @@ class Server:
     def stream(self, *args, **kwargs):
         """`FlashVideoPipeline.stream`'s arguments and events, decoded in batches with the other requests. Waits for
         room first; closing the generator (or an exception in the loop that reads it) cancels the request."""
+        for ready in self.stream_ready(*args, **kwargs):
+            yield from ready
+
+    def stream_ready(self, *args, **kwargs):
+        """As `stream`, but yields lists: every event decoded by the time the consumer asks (at least one). A
+        consumer slower than the decoding (a web page's updates) then sends one update where frames came together,
+        e.g. the in-between frames of all key-frame pairs, which one batch decodes at once."""
         request = _Request(self._rows(*args, **kwargs))
         try:
             self._admit(request)
             threading.Thread(target=self._decode, args=(request, args, kwargs), daemon=True,
                              name="flashvideo-request").start()
-            while (item := request.events.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            while True:
+                ready = [request.events.get()]
+                while not _last(ready[-1]) and not request.events.empty():
+                    ready.append(request.events.get())
+                end = ready.pop() if _last(ready[-1]) else None
+                if ready:
+                    yield ready
+                if end is _DONE:
+                    return
+                if end is not None:
+                    raise end
         finally:
             with self.lock:
                 request.cancelled = True

@@ -6,7 +6,7 @@ the pipeline in one process with the same loaded model, runs interleaved, median
     (also the first user request after start, after `app.launch(warm=True)`'s warm-up request: "first_click_*")
     python tests/app_speed.py --long 1000                    # the app's own work per frame along one long video
 
-App time: from `gradio_client` submit to the last update received (every frame's view, strip and status,
+App time: from `gradio_client` submit to the last update received (the frames' views, strip and status as they come,
 then the MP4 and GIF), i.e. what a client waits for; the client runs in a process of its own, as a browser would.
 Pipeline time: `pipe.stream` to its last frame, in the server's process, interleaved with the app runs."""
 import argparse

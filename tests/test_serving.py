@@ -11,7 +11,7 @@ from gradio_client import Client
 
 from flashvideo import demo as lib, serving
 from flashvideo.retnet import step_rotation
-from test_app import PROMPT, VIEW, checkpoint, load_app, serve, shown  # noqa: F401 (checkpoint: a fixture)
+from test_app import PROMPT, VIEW, checkpoint, live, load_app, serve, shown  # noqa: F401 (checkpoint: a fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")  # gradio's pandas use
 FIRST = np.full((16, 16, 3), 90, np.uint8)
@@ -134,6 +134,18 @@ def test_a_failing_request_leaves_the_others_alone(tiny_pipe, solo):
     assert_idle(server)
 
 
+def test_a_slow_consumer_gets_the_frames_decoded_meanwhile_together(tiny_pipe, solo):
+    prompt, kw = REQUESTS[0]
+    server = serving.Server(tiny_pipe)
+    groups = []
+    for ready in server.stream_ready(prompt, **kw):
+        groups.append(ready)
+        time.sleep(0.3)                                   # a page update slower than decoding
+    assert_same([ev for g in groups for ev in g], solo[0])   # every frame, in the pipeline's order
+    assert 1 <= len(groups) < len(solo[0]) and all(groups)
+    assert_idle(server)
+
+
 def test_room_is_bounded_and_later_requests_wait(tiny_pipe, solo):
     """At most max_rows rows per step (a request counts its most rows: pairs, twice when guided); a request larger
     than the room runs alone; every request completes with its own frames."""
@@ -194,11 +206,10 @@ def as_stream(request):
 
 
 def assert_own_frames(updates, tiny_pipe, request):
-    """The frames a client was streamed (the last update is the finished video) are those of its request alone."""
+    """The frames a client was shown (the last update is the finished video) are those of its request alone."""
     prompt, kw = as_stream(request)
-    expected = [ev.image for ev in tiny_pipe.stream(prompt, **kw)]
-    frames = [shown(u[VIEW])[0] for u in updates[:-1]]
-    assert len(frames) == len(expected) and all(np.array_equal(a, b) for a, b in zip(frames, expected))
+    for update, ev, _ in live(updates, list(tiny_pipe.stream(prompt, **kw))):
+        assert np.array_equal(shown(update[VIEW])[0], ev.image)
 
 
 def submit(url, request):
