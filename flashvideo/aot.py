@@ -37,7 +37,9 @@ MAX_BATCH = 64  # rows per step the build accepts (dynamic batch 1..MAX_BATCH); 
 # "frozen": Inductor's freezing treats the weights as constants and pre-packs them for the CPU's matrix kernels.
 # Without it every matrix product of 2..8 rows (guided twins, batched pairs) re-packed its weights: the default
 # demo video took 1.56x as long (1,245 ms against 797 ms, interleaved runs, identical frames).
-BUILD = "frozen"
+BUILD = "frozen-rows"
+# "rows": the rotation is given per row (B, 2, 2D), so rows of different videos at different positions (batched
+# serving) run the build too; a shared position is expanded to every row.
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                 "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve")
 
@@ -99,9 +101,9 @@ def build_step(model: RetNet, cache_dir: Path | None = None) -> Path:
     with torch.no_grad():
         _, state = model.prefill(torch.zeros(2, 2, dtype=torch.long, device=model.head.weight.device))
         idx = torch.zeros(2, dtype=torch.long, device=model.head.weight.device)
-        rot = step_rotation(2, c.d_model, c.n_heads, idx.device)
+        rot = step_rotation([2, 3], c.d_model, c.n_heads, idx.device)
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        shapes = {"idx": {0: batch}, "rot": None, "state": tuple({0: batch} for _ in state)}
+        shapes = {"idx": {0: batch}, "rot": {0: batch}, "state": tuple({0: batch} for _ in state)}
         exported = torch.export.export(_Step(model), (idx, rot, *state), dynamic_shapes=shapes)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # aoti insists on the .pt2 suffix
         with torch._inductor.config.patch(freezing=True):
@@ -120,7 +122,7 @@ def load_step(model: RetNet, cache_dir: Path | None = None) -> bool:
     dh = c.d_model // c.n_heads
     try:  # the package's C++ loader: no torch._inductor import, no per-call pytree parsing
         runner = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
-        probe = runner.boxed_run([torch.zeros(1, dtype=torch.long), step_rotation(0, c.d_model, c.n_heads),
+        probe = runner.boxed_run([torch.zeros(1, dtype=torch.long), step_rotation([0], c.d_model, c.n_heads),
                                   *(torch.zeros(1, c.n_heads, dh, dh) for _ in range(c.n_layers))])
         if len(probe) != 1 + c.n_layers or probe[0].shape != (1, c.n_codes):
             raise ValueError(f"the build returns {len(probe)} tensors, expected logits and {c.n_layers} states")
@@ -132,6 +134,8 @@ def load_step(model: RetNet, cache_dir: Path | None = None) -> bool:
     def recurrent(idx, state, rot):
         if state is None or idx.shape[0] > MAX_BATCH or any(s is None for s in state):
             return eager(idx, state, rot)
+        if rot.dim() == 2:  # one position for every row
+            rot = rot.expand(len(idx), *rot.shape).contiguous()
         logits, *new_state = runner.boxed_run([idx, rot, *(s.contiguous() for s in state)])
         return logits, new_state
 

@@ -98,7 +98,7 @@ def step_rotation(offset, d_model: int, n_heads: int, device=None) -> torch.Tens
     """(2, 2 d_model): cos and signed sin for rotating [q | k] of one token at `offset` in place of `rotate`:
     rotated = qk * cos + pair_swap(qk) * sin, with k's dh^-0.5 scale folded in.
 
-    offset a list of B positions (one per row: batched serving): (2, B, 2 d_model), row b equal to the
+    offset a list of B positions (one per row: batched serving): (B, 2, 2 d_model), row b equal to the
     rotation of offset[b] alone."""
     device = torch.device(device or "cpu")
     index, sign_scale = _step_rotation_index(d_model, n_heads, device)
@@ -109,7 +109,7 @@ def step_rotation(offset, d_model: int, n_heads: int, device=None) -> torch.Tens
     angles = (rotation(0, top, dh, device)[torch.as_tensor(offset, device=device)] if top <= TABLE_POSITIONS
               else torch.cat([rotation(p, 1, dh, device) for p in offset]))  # (B, dh/2, 2)
     rows = angles.flatten(1).index_select(1, index.flatten()).view(len(offset), *index.shape)  # (B, 2, 2D)
-    return (rows * sign_scale).transpose(0, 1)  # (2, B, 2D)
+    return rows * sign_scale  # (B, 2, 2D)
 
 
 @functools.lru_cache(maxsize=16)
@@ -270,22 +270,23 @@ class RetNet(nn.Module):
     @torch.no_grad()
     def step(self, idx, state: State | None, offset):
         """One token per row, idx (B,), at position offset (recurrent form): an int, or a list of B positions,
-        one per row (rows of different videos, `flashvideo.serving`). Per-row positions always take the eager
-        step (a compiled or built step is specialised to one shared rotation)."""
+        one per row (rows of different videos, `flashvideo.serving`). Per-row positions take the eager step unless
+        the step in use is the built one (`flashvideo.aot`); torch.compile's is specialised to one shared rotation."""
         device = self.head.weight.device
         rot = step_rotation(offset, self.config.d_model, self.config.n_heads, device)
-        recurrent = self._recurrent if rot.dim() == 2 else type(self)._recurrent.__get__(self)
+        rows = rot.dim() == 3 and self.step_backend != "aoti"  # the built step takes per-row rotations too
+        recurrent = type(self)._recurrent.__get__(self) if rows else self._recurrent
         return recurrent(idx.to(device).clone(), state, rot)  # a fresh copy: a view at any offset meets the compiled guards
 
     def _recurrent(self, idx, state, rot):
         """The recurrent form of `hidden` + head, written for eager speed: every op a tensor op on (B, ...)
         rows, no module calls, no per-head reshapes beyond views (about half the ops of the module path).
 
-        idx (B,); state: per layer (B, H, dh, dh) or None; rot (2, 2D) or per row (2, B, 2D), from `step_rotation`."""
+        idx (B,); state: per layer (B, H, dh, dh) or None; rot (2, 2D) or per row (B, 2, 2D), from `step_rotation`."""
         c = self.config
         B, D, H = idx.shape[0], c.d_model, c.n_heads
         dh = D // H
-        cos, sin = rot
+        cos, sin = rot.unbind(-2)
         x = F.embedding(idx, self.embed.weight)  # (B, D)
         new_state = []
         for block, S in zip(self.blocks, state or [None] * len(self.blocks)):

@@ -12,9 +12,9 @@ One idea: requests share the recurrent step and nothing else.
   layout, region maps, seeded generators and sampling settings (prompt, seed, temperature, top-k, top-p,
   guidance, ρ): nothing of one request reaches another's rows.
 * A batch runs when every admitted request is waiting for a step: one `RetNet.step` over all their rows, each
-  row at its own position (rows of different videos sit at different positions: per-row rotations, which take
-  the eager step; rows that share one position use the step in use, compiled or built), the states concatenated
-  and split again. The request whose arrival completes the batch runs it; there is no scheduler thread.
+  row at its own position (rows of different videos sit at different positions: per-row rotations, which the
+  built step (`flashvideo.aot`) and the eager step take; torch.compile's step only runs rows that share one
+  position), the states concatenated and split again. The request whose arrival completes the batch runs it; there is no scheduler thread.
 * A request's thread decodes ahead of a slow consumer: its frames wait in its own queue (one video at most).
 * A request joins at its first frame (once its header is prefilled) and leaves when its video is done, when it
   fails, or when its consumer closes the generator (Gradio's Stop); the others carry on. Room is bounded: at
@@ -43,7 +43,7 @@ from .sampler import SamplingSettings
 # Rows decoded together at most (a guided row counts twice: it has an unconditional twin). A default video with the
 # shipped model's guidance takes 6 rows while interpolating (3 key-frame pairs, each with its twin), so 192 rows
 # admit 32 such videos at once; at the default size a row's state is 147 KB, so the batch holds at most 28 MB of
-# state. (Rows of different videos sit at different positions and take the eager step in any case.)
+# state.
 MAX_ROWS = 192
 
 

@@ -41,6 +41,7 @@ def test_built_step_matches_eager_and_falls_back(tmp_path):
     with torch.no_grad():
         _, state = model.prefill(ids[:, :6])
         eager = [model.step(ids[:, 6], state, 6)]
+        rows = [model.step(ids[:, 6], state, [6, 9, 40])]                  # rows at positions of their own
         path = aot.build_step(model, tmp_path)
         assert path.exists() and not list(path.parent.glob(".*.tmp.pt2"))
         assert aot.load_step(model, tmp_path) and model.step_backend == "aoti"
@@ -48,6 +49,10 @@ def test_built_step_matches_eager_and_falls_back(tmp_path):
             built, built_state = model.step(ids[:b, 6], [s[:b].contiguous() for s in state], 6)
             assert torch.allclose(built, eager[0][0][:b], atol=1e-5, rtol=1e-4)
             assert all(torch.allclose(x, y[:b], atol=1e-6, rtol=1e-4) for x, y in zip(built_state, eager[0][1]))
+        built, built_state = model.step(ids[:, 6], state, [6, 9, 40])       # per-row positions run the build too
+        assert torch.allclose(built, rows[0][0], atol=1e-5, rtol=1e-4)
+        assert all(torch.allclose(x, y, atol=1e-6, rtol=1e-4) for x, y in zip(built_state, rows[0][1]))
+        assert not torch.allclose(built, eager[0][0], atol=1e-3)          # ... and the positions matter
         first, _ = model.step(ids[:, 0], None, 0)  # no state yet: the eager step
         assert first.shape == (3, model.config.n_codes)
     aot.unload_step(model)

@@ -165,9 +165,9 @@ def test_a_step_over_rows_at_different_positions_equals_each_rows_own_step(tiny_
     model, c = tiny_pipe.model, tiny_pipe.config
     for positions in ([3, 40, 40, 1000, 0], [3, 40, 40, 1000, 70000]):   # 70000: past the cached rotation table
         rot = step_rotation(positions, c.d_model, c.n_heads)
-        assert rot.shape == (2, 5, 2 * c.d_model)
+        assert rot.shape == (5, 2, 2 * c.d_model)
         for b, p in enumerate(positions):
-            assert torch.equal(rot[:, b], step_rotation(p, c.d_model, c.n_heads))
+            assert torch.equal(rot[b], step_rotation(p, c.d_model, c.n_heads))
     torch.manual_seed(0)
     _, state = model.prefill(torch.randint(0, c.n_codes, (5, 7)))
     idx = torch.randint(0, c.n_codes, (5,))
