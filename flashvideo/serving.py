@@ -67,6 +67,7 @@ class _Request:
     cancelled: bool = False
     ask: tuple | None = None         # (tokens (b,), state, position) waiting for the batch
     answer: object = None            # (logits, state) from the batch, or the exception the batch raised
+    answered: threading.Event = field(default_factory=threading.Event)  # wakes this request alone
 
 
 class _Lane:
@@ -88,6 +89,10 @@ class Server:
     def __init__(self, pipe: FlashVideoPipeline, max_rows: int = MAX_ROWS):
         self.pipe, self.model, self.max_rows = pipe, pipe.model, max_rows
         self.lock = threading.Condition()
+        # Held by the request thread doing its own work between steps (sampling, prefill, VQ decoding, events): one
+        # at a time. Dozens of threads of small torch ops each dropping and retaking the interpreter lock spent most
+        # of their time waiting for it; taking turns keeps the same order of work without that contention.
+        self.turn = threading.Lock()
         self.line: deque = deque()   # requests waiting for room, oldest first
         self.rows = 0                # rows of the admitted requests
         self.running = 0             # admitted requests that are not waiting for a step
@@ -163,6 +168,7 @@ class Server:
         lane.model = _Lane(self, request)
         with self.lock:
             self.running += 1
+        self.turn.acquire()
         try:
             for ev in lane.stream(*args, **kwargs):
                 if request.cancelled:
@@ -174,6 +180,7 @@ class Server:
         except BaseException as e:  # the consumer raises it; the other requests never see it
             request.events.put(e)
         finally:
+            self.turn.release()
             with self.lock:
                 self.running -= 1
                 self.rows -= request.rows
@@ -183,16 +190,20 @@ class Server:
     def _step(self, request: _Request, idx, state, offset):
         if state is None:  # nothing prefilled yet (token-by-token benchmarks only): no state to batch
             return self.model.step(idx, state, offset)
-        with self.lock:
-            if request.cancelled:
-                raise Cancelled
-            request.ask = (idx, state, offset)
-            self.waiting.append(request)
-            self.running -= 1
-            self._run_if_ready()
-            while request.answer is None:
-                self.lock.wait()
-            answer, request.answer = request.answer, None
+        self.turn.release()
+        try:
+            with self.lock:
+                if request.cancelled:
+                    raise Cancelled
+                request.ask = (idx, state, offset)
+                self.waiting.append(request)
+                self.running -= 1
+                self._run_if_ready()
+            request.answered.wait()
+        finally:
+            self.turn.acquire()
+        request.answered.clear()
+        answer, request.answer = request.answer, None
         if isinstance(answer, BaseException):
             raise RuntimeError("the batched step failed") from answer
         return answer
@@ -209,7 +220,7 @@ class Server:
             answers = [e] * len(batch)
         for r, answer in zip(batch, answers):
             r.ask, r.answer = None, answer
-        self.lock.notify_all()
+            r.answered.set()
 
     def _batched_step(self, asks: list) -> list:
         """One model step over the rows of every ask (tokens (b,), state, position) -> per ask (logits, state)."""
