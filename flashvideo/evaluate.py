@@ -335,6 +335,7 @@ def to_markdown(r: dict) -> str:
         from .evaluate_stream import markdown_rows
 
         rows += markdown_rows(r["stream"])
+    rows.append(("recurrent step the videos were sampled with", f"`{r.get('step', 'eager')}`"))
     return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
@@ -345,6 +346,8 @@ def main(args) -> None:
     if not check["ok"]:
         raise RuntimeError(f"the detector does not score ground truth at 100 %: {check}")
     pipe = FlashVideoPipeline.from_pretrained(args.model)
+    if getattr(args, "aoti", False) and not pipe.compile("aoti"):
+        raise RuntimeError("--aoti: no step is built for this model on this CPU: run `python -m flashvideo.aot build`")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if getattr(args, "sweep", 0):
@@ -360,6 +363,7 @@ def main(args) -> None:
                 if getattr(args, k, None) is not None}
     result = evaluate(pipe, seen=args.seen, clips=args.clips, long=args.long, seed=args.seed, **sampling)
     result["detector_check"] = check
+    result["step"] = pipe.model.step_backend
     (out / "eval.json").write_text(json.dumps(result, indent=2, default=str))
     table = to_markdown(result)
     (out / "eval.md").write_text(table + "\n")

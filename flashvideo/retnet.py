@@ -94,6 +94,17 @@ def _step_rotation_index(d_model: int, n_heads: int, device: torch.device):
     return index.to(device), (sign * scale).to(device)
 
 
+def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T in the weight's precision, x's precision out: a step built with bfloat16 weights (`flashvideo.aot`)
+    reads half the bytes per token; with float32 weights this is F.linear."""
+    return F.linear(x, w) if w.dtype == x.dtype else F.linear(x.to(w.dtype), w).to(x.dtype)
+
+
+def _add_linear(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x + h @ w.T (a residual branch), as `_linear`."""
+    return torch.addmm(x, h, w.t()) if w.dtype == x.dtype else x + _linear(h, w)
+
+
 def step_rotation(offset, d_model: int, n_heads: int, device=None) -> torch.Tensor:
     """(2, 2 d_model): cos and signed sin for rotating [q | k] of one token at `offset` in place of `rotate`:
     rotated = qk * cos + pair_swap(qk) * sin, with k's dh^-0.5 scale folded in.
@@ -274,7 +285,7 @@ class RetNet(nn.Module):
         the step in use is the built one (`flashvideo.aot`); torch.compile's is specialised to one shared rotation."""
         device = self.head.weight.device
         rot = step_rotation(offset, self.config.d_model, self.config.n_heads, device)
-        rows = rot.dim() == 3 and self.step_backend != "aoti"  # the built step takes per-row rotations too
+        rows = rot.dim() == 3 and not self.step_backend.startswith("aoti")  # the built step takes per-row rotations too
         recurrent = type(self)._recurrent.__get__(self) if rows else self._recurrent
         return recurrent(idx.to(device).clone(), state, rot)  # a fresh copy: a view at any offset meets the compiled guards
 
@@ -291,7 +302,7 @@ class RetNet(nn.Module):
         new_state = []
         for block, S in zip(self.blocks, state or [None] * len(self.blocks)):
             ret = block.retention
-            qkvg = F.linear(F.rms_norm(x, (D,), block.norm1.weight, block.norm1.eps), ret.qkvg.weight)  # (B, 4D)
+            qkvg = _linear(F.rms_norm(x, (D,), block.norm1.weight, block.norm1.eps), ret.qkvg.weight)  # (B, 4D)
             qk = qkvg[:, :2 * D]
             qk = torch.addcmul(qk * cos, qk.unflatten(1, (D, 2)).flip(-1).flatten(1), sin)  # rotated q, k (k scaled)
             q, k = qk.view(B, 2, H, dh).unbind(1)  # (B, H, dh)
@@ -299,11 +310,11 @@ class RetNet(nn.Module):
             S = kv if S is None else torch.addcmul(kv, ret.gamma.view(H, 1, 1), S)  # gamma S + k^T v
             o = torch.bmm(q.reshape(B * H, 1, dh), S.view(B * H, dh, dh)).view(B, H, dh)  # q S
             o = F.rms_norm(o, (dh,), None, ret.head_norm.eps).view(B, D)
-            x = torch.addmm(x, F.silu(qkvg[:, 3 * D:]) * o, ret.out.weight.t())  # x + out(swish gate * o)
-            a, b = F.linear(F.rms_norm(x, (D,), block.norm2.weight, block.norm2.eps), block.glu.up.weight).chunk(2, -1)
-            x = torch.addmm(x, F.silu(a) * b, block.glu.down.weight.t())  # x + GLU
+            x = _add_linear(x, F.silu(qkvg[:, 3 * D:]) * o, ret.out.weight)  # x + out(swish gate * o)
+            a, b = _linear(F.rms_norm(x, (D,), block.norm2.weight, block.norm2.eps), block.glu.up.weight).chunk(2, -1)
+            x = _add_linear(x, F.silu(a) * b, block.glu.down.weight)  # x + GLU
             new_state.append(S)
-        return F.linear(F.rms_norm(x, (D,), self.norm.weight, self.norm.eps), self.head.weight), new_state
+        return _linear(F.rms_norm(x, (D,), self.norm.weight, self.norm.eps), self.head.weight), new_state
 
     def compile_step(self, warmup_batches=(1, 2)) -> bool:
         """Opt-in: fuse the recurrent step with torch.compile (about 3x faster on CPU once built). Building

@@ -59,6 +59,27 @@ def test_built_step_matches_eager_and_falls_back(tmp_path):
     assert model.step_backend == "eager" and "_recurrent" not in model.__dict__
 
 
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
+def test_a_bfloat16_build_is_preferred_and_close_to_float32(tmp_path):
+    model = tiny_model()
+    ids = torch.randint(0, model.config.vocab_size, (3, 9))
+    with torch.no_grad():
+        _, state = model.prefill(ids[:, :6])
+        eager, eager_state = model.step(ids[:, 6], state, [6, 7, 8])
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        aot.build_step(model, tmp_path, precision="bfloat16")
+        assert {k: v for k, v in model.state_dict().items()}.keys() == weights.keys()
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the model keeps float32
+        assert aot.load_step(model, tmp_path) and model.step_backend == "aoti-bfloat16"
+        built, built_state = model.step(ids[:, 6], state, [6, 7, 8])
+    assert built.dtype == torch.float32 and all(s.dtype == torch.float32 for s in built_state)
+    err = (built - eager).abs().max().item()
+    assert 0 < err < 0.05 * eager.abs().max().item()                 # rounded weights: close, not equal
+    assert aot.load_step(model, tmp_path, precision="float32") is False   # only what was built is loaded
+    with pytest.raises(ValueError, match="precision must be one of"):
+        aot.step_path(model, tmp_path, "float16")
+
+
 def test_pipeline_opts_in_by_name_and_reports_the_step(tmp_path, monkeypatch, tiny_pipe):
     monkeypatch.setenv("FLASHVIDEO_CACHE", str(tmp_path))
     assert tiny_pipe.compile("aoti") is False and tiny_pipe.model.step_backend == "eager"  # nothing built: eager

@@ -114,14 +114,16 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
         torch.set_num_threads(old)
         # the same step fused by torch.compile (RetNet.compile_step, an opt-in; full mode only)
         compiled_s = time_loop(step, n_loop, reps) if not s.quick and model.compile_step((1,)) else None
-        aoti_s = None
-        if s.aoti:  # the step built ahead of time (AOTInductor), for these weights on this CPU
+        aoti = {}
+        if s.aoti:  # the step built ahead of time (AOTInductor), for these weights on this CPU, in each precision
             from .. import aot
 
+            for precision in aot.PRECISIONS:
+                aot.unload_step(model)
+                if not aot.step_path(model, precision=precision).exists():
+                    aot.build_step(model, precision=precision)
+                aoti[precision] = time_loop(step, n_loop, reps) if aot.load_step(model, precision=precision) else None
             aot.unload_step(model)
-            if not aot.step_path(model).exists():
-                aot.build_step(model)
-            aoti_s = time_loop(step, n_loop, reps) if aot.load_step(model) else None
 
     flops_floor = cost["flops"] / (gemm_gflops * 1e9)
     bytes_floor = cost["bytes"] / (dram_gbs * 1e9)
@@ -136,7 +138,10 @@ def section_floor(s: Settings, frames_section: dict | None) -> dict:
             "gemm_gflops": gemm_gflops, "gemm_size": m, "dram_gbs": dram_gbs, "dram_gemv_size": big,
             "gemv_shapes": list(shapes.values()), "gemv_floor_seconds": gemv_floor,
             "flops_floor_seconds": flops_floor, "bytes_floor_seconds": bytes_floor, "floor_seconds": floor,
-            "step_seconds": step_s, "sample_seconds": sample_s, "compiled_step_seconds": compiled_s, "aoti_step_seconds": aoti_s, "pipeline_token_seconds": pipeline_token_s,
+            "step_seconds": step_s, "sample_seconds": sample_s, "compiled_step_seconds": compiled_s,
+            "aoti_step_seconds": aoti.get("float32"), "aoti_bf16_step_seconds": aoti.get("bfloat16"),
+            "bf16_bytes_floor_seconds": (cost["bytes"] - cost["weight_bytes"] / 2) / (dram_gbs * 1e9),
+            "pipeline_token_seconds": pipeline_token_s,
             "step_over_floor": step_s / floor, "step_over_gemv_floor": step_s / gemv_floor,
             "pipeline_over_floor": pipeline_token_s / floor if pipeline_token_s else None,
             "ops_per_step": ops, "transformer_kv_ops_per_step": tf_ops, "profile": profile, "threads": threads}
@@ -193,6 +198,11 @@ def markdown(r: dict) -> list[str]:
         c = fl["aoti_step_seconds"]
         L.append(f"| `RetNet.step` built ahead of time (`python -m flashvideo.aot build`) | {c * 1e6:.1f} us = "
                  f"{c / fl['floor_seconds']:.1f}x floor, {c / fl['gemv_floor_seconds']:.1f}x GEMV floor |")
+    if fl.get("aoti_bf16_step_seconds"):
+        c, f = fl["aoti_bf16_step_seconds"], fl["bf16_bytes_floor_seconds"]
+        L.append(f"| the same built with bfloat16 weights (`--precision bfloat16`) | {c * 1e6:.1f} us = "
+                 f"{c / fl['floor_seconds']:.2f}x the float32 floor, {c / f:.1f}x its own memory floor "
+                 f"({f * 1e6:.1f} us) |")
     if fl.get("compiled_step_seconds"):
         c = fl["compiled_step_seconds"]
         L.append(f"| `RetNet.step` after `compile_step()` (torch.compile) | {c * 1e6:.1f} us = "
