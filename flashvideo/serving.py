@@ -135,18 +135,20 @@ class Server:
 
     def _rows(self, *args, **kwargs) -> int:
         """The most rows a request decodes at once: one for its key frames, one per key-frame pair while
-        interpolating (all pairs in one batch), twice that with guidance (every row has an unconditional twin).
+        interpolating (all pairs in one batch), each twice where it is guided (a guided row has an unconditional
+        twin; in-between frames are guided only if the settings' `guide_interp` is on).
         Arguments `pipe.stream` refuses count one row: the request's thread then raises `pipe.stream`'s error."""
         try:
             bound = inspect.signature(FlashVideoPipeline.stream).bind(self.pipe, *args, **kwargs)
             bound.apply_defaults()
             a = bound.arguments
             pairs = int(a["key_frames"]) - 1 if a["interp_frames"] and a["batch_pairs"] else 1
-            guided = SamplingSettings.resolve(a["sampling"], self.pipe.config.sampling,
-                                              guidance_scale=a["guidance_scale"]).guided
+            sampling = SamplingSettings.resolve(a["sampling"], self.pipe.config.sampling,
+                                                guidance_scale=a["guidance_scale"])
         except (TypeError, ValueError):
             return 1
-        return max(1, pairs) * (2 if guided else 1)
+        twins = 2 if sampling.guided else 1, 2 if sampling.for_interp().guided else 1  # key frames, in-between
+        return max(twins[0], max(1, pairs) * twins[1])
 
     def _admit(self, request: _Request) -> None:
         """Wait in line until the request's rows fit beside the others' (alone, it always fits)."""

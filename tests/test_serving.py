@@ -11,6 +11,7 @@ from gradio_client import Client
 
 from flashvideo import demo as lib, serving
 from flashvideo.retnet import step_rotation
+from flashvideo.sampler import SamplingSettings
 from test_app import PROMPT, VIEW, checkpoint, live, load_app, serve, shown  # noqa: F401 (checkpoint: a fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword):Warning")  # gradio's pandas use
@@ -158,6 +159,8 @@ def test_room_is_bounded_and_later_requests_wait(tiny_pipe, solo):
     assert all(rows <= 4 or (n, rows) == (1, guided) for n, rows in batches)
     assert max(rows for _, rows in batches) == guided
     assert [server._rows(p, **kw) for p, kw in REQUESTS] == [3, 2, 8, 1, 2]
+    key_guided = SamplingSettings(guidance_scale=2.0, guide_interp=False)   # in-between frames without twins
+    assert [server._rows(PROMPT, key_frames=k, interp_frames=1, sampling=key_guided) for k in (5, 2)] == [4, 2]
     assert_idle(server)
 
 
