@@ -43,10 +43,10 @@ MAX_BATCH = 64  # rows per step the build accepts (dynamic batch 1..MAX_BATCH); 
 # "frozen": Inductor's freezing treats the weights as constants and pre-packs them for the CPU's matrix kernels.
 # Without it every matrix product of 2..8 rows (guided twins, batched pairs) re-packed its weights: the default
 # demo video took 1.56x as long (1,245 ms against 797 ms, interleaved runs, identical frames).
-BUILD = "frozen-rows"
-PRECISIONS = ("bfloat16", "float32")  # the order `load_step` tries them in
 # "rows": the rotation is given per row (B, 2, 2D), so rows of different videos at different positions (batched
 # serving) run the build too; a shared position is expanded to every row.
+BUILD = "frozen-rows"
+PRECISIONS = ("bfloat16", "float32")  # the order `load_step` tries them in
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                 "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve")
 
@@ -131,11 +131,11 @@ def load_step(model: RetNet, cache_dir: Path | None = None, precision: str | Non
     """Use the build for this CPU type and these weights if one exists (no building here): of `precision`, or
     else the first of PRECISIONS built. Returns whether `model.step` now runs it; a missing build is silent, a
     failed load is logged with its reason. `model.step_backend` becomes "aoti" (float32) or "aoti-bfloat16"."""
-    found = [(p, step_path(model, cache_dir, p)) for p in ([precision] if precision else PRECISIONS)]
-    found = [(p, path) for p, path in found if path.exists()]
+    paths = {p: step_path(model, cache_dir, p) for p in ([precision] if precision else PRECISIONS)}
+    found = [p for p, path in paths.items() if path.exists()]
     if not found:
         return False
-    precision, path = found[0]
+    precision, path = found[0], paths[found[0]]
     c = model.config
     dh = c.d_model // c.n_heads
     try:  # the package's C++ loader: no torch._inductor import, no per-call pytree parsing
