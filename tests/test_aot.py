@@ -34,48 +34,59 @@ def test_without_a_build_the_eager_step_stays(tmp_path):
     assert aot.load_step(model, tmp_path) is False and model.step_backend == "eager"
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
-def test_built_step_matches_eager_and_falls_back(tmp_path):
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                    reason="no C++ compiler")
+
+
+def prefilled():
+    """A tiny model, 3 rows of token ids, and the state after their first 6 tokens."""
     model = tiny_model()
     ids = torch.randint(0, model.config.vocab_size, (3, 9))
     with torch.no_grad():
         _, state = model.prefill(ids[:, :6])
-        eager = [model.step(ids[:, 6], state, 6)]
-        rows = [model.step(ids[:, 6], state, [6, 9, 40])]                  # rows at positions of their own
-        path = aot.build_step(model, tmp_path)
-        assert path.exists() and not list(path.parent.glob(".*.tmp.pt2"))
-        assert aot.load_step(model, tmp_path) and model.step_backend == "aoti"
-        for b in (3, 1):  # a dynamic batch
-            built, built_state = model.step(ids[:b, 6], [s[:b].contiguous() for s in state], 6)
-            assert torch.allclose(built, eager[0][0][:b], atol=1e-5, rtol=1e-4)
-            assert all(torch.allclose(x, y[:b], atol=1e-6, rtol=1e-4) for x, y in zip(built_state, eager[0][1]))
-        built, built_state = model.step(ids[:, 6], state, [6, 9, 40])       # per-row positions run the build too
-        assert torch.allclose(built, rows[0][0], atol=1e-5, rtol=1e-4)
-        assert all(torch.allclose(x, y, atol=1e-6, rtol=1e-4) for x, y in zip(built_state, rows[0][1]))
-        assert not torch.allclose(built, eager[0][0], atol=1e-3)          # ... and the positions matter
-        first, _ = model.step(ids[:, 0], None, 0)  # no state yet: the eager step
-        assert first.shape == (3, model.config.n_codes)
+    return model, ids, state
+
+
+def close(a, b, atol):
+    (x, xs), (y, ys) = a, b
+    return torch.allclose(x, y, atol=atol, rtol=1e-4) and all(torch.allclose(s, t, atol=atol, rtol=1e-4)
+                                                               for s, t in zip(xs, ys))
+
+
+@needs_compiler
+@torch.no_grad()
+def test_built_step_matches_eager_and_falls_back(tmp_path):
+    model, ids, state = prefilled()
+    eager = model.step(ids[:, 6], state, 6)
+    rows = model.step(ids[:, 6], state, [6, 9, 40])                      # rows at positions of their own
+    path = aot.build_step(model, tmp_path)
+    assert path.exists() and not list(path.parent.glob(".*.tmp.pt2"))
+    assert aot.load_step(model, tmp_path) and model.step_backend == "aoti"
+    for b in (3, 1):  # a dynamic batch
+        built = model.step(ids[:b, 6], [s[:b].contiguous() for s in state], 6)
+        assert close(built, (eager[0][:b], [s[:b] for s in eager[1]]), 1e-5)
+    built = model.step(ids[:, 6], state, [6, 9, 40])                     # per-row positions run the build too
+    assert close(built, rows, 1e-5) and not close(built, eager, 1e-3)    # ... and the positions matter
+    first, _ = model.step(ids[:, 0], None, 0)  # no state yet: the eager step
+    assert first.shape == (3, model.config.n_codes)
     aot.unload_step(model)
     assert model.step_backend == "eager" and "_recurrent" not in model.__dict__
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
+@needs_compiler
+@torch.no_grad()
 def test_a_bfloat16_build_is_preferred_and_close_to_float32(tmp_path):
-    model = tiny_model()
-    ids = torch.randint(0, model.config.vocab_size, (3, 9))
-    with torch.no_grad():
-        _, state = model.prefill(ids[:, :6])
-        eager, eager_state = model.step(ids[:, 6], state, [6, 7, 8])
-        weights = {k: v.clone() for k, v in model.state_dict().items()}
-        aot.build_step(model, tmp_path, precision="bfloat16")
-        assert {k: v for k, v in model.state_dict().items()}.keys() == weights.keys()
-        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the model keeps float32
-        assert aot.load_step(model, tmp_path) and model.step_backend == "aoti-bfloat16"
-        built, built_state = model.step(ids[:, 6], state, [6, 7, 8])
+    model, ids, state = prefilled()
+    eager, _ = model.step(ids[:, 6], state, [6, 7, 8])
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    aot.build_step(model, tmp_path, precision="bfloat16")
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the model keeps float32
+    assert aot.load_step(model, tmp_path) and model.step_backend == "aoti-bfloat16"
+    built, built_state = model.step(ids[:, 6], state, [6, 7, 8])
     assert built.dtype == torch.float32 and all(s.dtype == torch.float32 for s in built_state)
     err = (built - eager).abs().max().item()
-    assert 0 < err < 0.05 * eager.abs().max().item()                 # rounded weights: close, not equal
-    assert aot.load_step(model, tmp_path, precision="float32") is False   # only what was built is loaded
+    assert 0 < err < 0.05 * eager.abs().max().item()                     # rounded weights: close, not equal
+    assert aot.load_step(model, tmp_path, precision="float32") is False  # only what was built is loaded
     with pytest.raises(ValueError, match="precision must be one of"):
         aot.step_path(model, tmp_path, "float16")
 
