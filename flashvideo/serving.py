@@ -33,6 +33,7 @@ import copy
 import inspect
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -100,6 +101,7 @@ class Server:
         self.waiting: list = []      # requests waiting for the next batch
         self.batches = 0             # batched steps run ...
         self.rows_stepped = 0        # ... and the rows they stepped (mean batch: rows_stepped / batches)
+        self.step_seconds = 0.0      # ... and the time they took
 
     def stream(self, *args, **kwargs):
         """`FlashVideoPipeline.stream`'s arguments and events, decoded in batches with the other requests. Waits for
@@ -229,14 +231,18 @@ class Server:
         """One model step over the rows of every ask (tokens (b,), state, position) -> per ask (logits, state)."""
         sizes = [len(idx) for idx, _, _ in asks]
         self.batches, self.rows_stepped = self.batches + 1, self.rows_stepped + sum(sizes)
-        if len(asks) == 1:  # alone: exactly the solo step
-            return [self.model.step(*asks[0])]
-        positions = [pos for (_, _, pos), n in zip(asks, sizes) for _ in range(n)]
-        logits, state = self.model.step(torch.cat([idx for idx, _, _ in asks]),
-                                        [torch.cat(layer) for layer in zip(*(s for _, s, _ in asks))],
-                                        positions[0] if len(set(positions)) == 1 else positions)
-        states = zip(*(layer.split(sizes) for layer in state))
-        return [(lg, list(s)) for lg, s in zip(logits.split(sizes), states)]
+        t0 = time.perf_counter()
+        try:
+            if len(asks) == 1:  # alone: exactly the solo step
+                return [self.model.step(*asks[0])]
+            positions = [pos for (_, _, pos), n in zip(asks, sizes) for _ in range(n)]
+            logits, state = self.model.step(torch.cat([idx for idx, _, _ in asks]),
+                                            [torch.cat(layer) for layer in zip(*(s for _, s, _ in asks))],
+                                            positions[0] if len(set(positions)) == 1 else positions)
+            states = zip(*(layer.split(sizes) for layer in state))
+            return [(lg, list(s)) for lg, s in zip(logits.split(sizes), states)]
+        finally:
+            self.step_seconds += time.perf_counter() - t0
 
 
 _shared_lock = threading.Lock()
