@@ -38,14 +38,14 @@ from torch import nn
 from .retnet import RetNet, step_rotation
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 64  # rows per step the build accepts (dynamic batch 1..MAX_BATCH); more rows: eager
+MAX_BATCH = 192  # rows per step the build accepts (dynamic batch 1..MAX_BATCH; serving's MAX_ROWS); more: eager
 # How a build is made; part of its file name, so that a build made another way is never loaded in its place.
 # "frozen": Inductor's freezing treats the weights as constants and pre-packs them for the CPU's matrix kernels.
 # Without it every matrix product of 2..8 rows (guided twins, batched pairs) re-packed its weights: the default
 # demo video took 1.56x as long (1,245 ms against 797 ms, interleaved runs, identical frames).
 # "rows": the rotation is given per row (B, 2, 2D), so rows of different videos at different positions (batched
-# serving) run the build too; a shared position is expanded to every row.
-BUILD = "frozen-rows"
+# serving) run the build too; a shared position is expanded to every row. The batch limit is part of the name too.
+BUILD = f"frozen-rows{MAX_BATCH}"
 PRECISIONS = ("bfloat16", "float32")  # the order `load_step` tries them in
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                 "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve")
