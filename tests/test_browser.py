@@ -156,7 +156,8 @@ def test_generate_in_the_browser(browser, app_url):
     page.wait_for_function(f"() => {STATUS}.includes('time to first frame')")
     seen = page.evaluate("window.seen")
     statuses = [s for s in seen["status"] if re.search(r"\d/7", s)]
-    assert len(statuses) >= 5, seen["status"]                  # one status per frame, key frames first
+    assert len(statuses) >= 3, seen["status"]                  # one status per update (frames decoded together
+                                                               # share one), key frames first
     assert statuses[0].startswith("key frame") and "7/7" in statuses[-1]
     assert page.locator("#video video").get_attribute("src").endswith(".mp4")
     assert page.locator("#gif").is_enabled() and page.locator("#continue").is_enabled()

@@ -87,11 +87,11 @@ def test_normal_request_still_works_after_the_fuzz(fuzz_app, tiny_pipe, tmp_path
         job = client.submit(fuzzkit.PROMPT, first_frame, 3, 1, 0.5, 5, False, 1.0, 0, api_name="/generate")
         updates = list(job)
         job.result()
-        assert len(updates) == 5 + 1
+        assert 2 <= len(updates) <= 5 + 1 and "5/5" in updates[-2][2]   # frames decoded together: one update
         expected = tiny_pipe(fuzzkit.PROMPT, key_frames=3, interp_frames=1, inherit_ratio=0.5, seed=5,
                              first_frame=None if first_frame is None else Image.open(first))
-        frames = [view.images_in(u[0])[0] for u in updates[:5]]      # the view block: frame, regions, caption
-        indices = [int(re.search(r"<b>Frame (\d+)</b>", u[0]).group(1)) for u in updates[:5]]
+        frames = [view.images_in(u[0])[0] for u in updates[:-1]]     # the view block: frame, regions, caption
+        indices = [int(re.search(r"<b>Frame (\d+)</b>", u[0]).group(1)) for u in updates[:-1]]
         for i, frame in zip(indices, frames):
             assert np.array_equal(frame, expected.frames[i])
 
