@@ -344,8 +344,7 @@ def cmd_train(args) -> None:
     tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
                      batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
                      p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, p_self=args.p_self,
-                     lr=args.lr,
-                     warmup=args.warmup, seed=args.seed,
+                     lr=args.lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
                      export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model,
                      folder_frames=args.folder_frames, folder_t_max=args.folder_t_max)
