@@ -1,6 +1,6 @@
 """Does a model keep its object over long streams? Not a test (no assertions); the README quotes its output.
 
-    python tests/long_probe.py [MODEL ...]      # default: the shipped model
+    python tests/long_probe.py [MODEL ...]      # default: the shipped model; about 5 min per model on 1 core
 
 For each model: 12 streams (3 prompts x 4 seeds) of 150 key frames without in-between frames, the prompt switching
 at key frame 60 (same object, new motion), sampled with the model's defaults on the eager step (so that models are
