@@ -123,13 +123,13 @@ def self_feed(rng, model: RetNet, tokens: torch.Tensor, targets: torch.Tensor, q
     with torch.no_grad():
         logits, _ = model(tokens)
     g = torch.Generator().manual_seed(int(rng.integers(2**63)))
-    probs = logits[:, :-1, :n_codes].float().softmax(-1)
+    probs = logits[:, :-1, :n_codes].float().cpu().softmax(-1)  # drawn on the CPU: the generator lives there
     drawn = torch.multinomial(probs.reshape(-1, n_codes), 1, generator=g).view(probs.shape[:2])
     q = torch.from_numpy(rng.uniform(0, q_max, (len(tokens), 1)))
-    pick = (targets[:, :-1] != -100) & (torch.rand(drawn.shape, generator=g, dtype=q.dtype) < q)
-    out = tokens.clone()
-    out[:, 1:] = torch.where(pick, drawn.to(tokens.device), tokens[:, 1:])
-    return out
+    pick = (targets[:, :-1].cpu() != -100) & (torch.rand(drawn.shape, generator=g, dtype=q.dtype) < q)
+    out = tokens.cpu().clone()
+    out[:, 1:] = torch.where(pick, drawn, out[:, 1:])
+    return out.to(tokens.device)
 
 
 # ------------------------------------------------------------------------------------------ training
