@@ -19,6 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+# imageio-ffmpeg starts ffmpeg with preexec_fn=os.setpgrp (keeping Ctrl-C from it), which runs Python in the forked
+# child: in a threaded server that child can hang before exec (imageio-ffmpeg's issue 58; seen here as a child
+# spinning for minutes under the app's concurrent requests). Its documented switch turns that off, once, here.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
+
 SUFFIXES = (".gif", ".mp4")
 
 
@@ -44,11 +49,6 @@ class _Gif:
 class _Mp4:
     def __init__(self, path: Path, fps: int):
         import imageio.v2 as imageio
-
-        # imageio-ffmpeg starts ffmpeg with preexec_fn=os.setpgrp (keeping Ctrl-C from it), which runs Python in the
-        # forked child: in a threaded server that child can hang before exec (imageio-ffmpeg's issue 58; seen here as
-        # a child spinning for minutes under the app's concurrent requests). Its documented switch turns that off.
-        os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 
         self.writer = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                                          macro_block_size=1, ffmpeg_log_level="error")
