@@ -346,7 +346,7 @@ def cmd_train(args) -> None:
                      p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, p_self=args.p_self,
                      lr=args.lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
-                     export=args.export or "", resume=args.resume, stop_at=args.stop_at, model=model,
+                     export=args.export or "", resume=args.resume, init=args.init or "", stop_at=args.stop_at, model=model,
                      folder_frames=args.folder_frames, folder_t_max=args.folder_t_max)
     train(tc)
 
@@ -446,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model-config", default="", help='JSON overrides, e.g. \'{"d_model": 192, "n_layers": 4}\'')
     m.add_argument("--export", default="", help="write the final pipeline folder here (e.g. checkpoints/shapes)")
     m.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    m.add_argument("--init", default=None, metavar="FOLDER",
+                   help="start from the weights of this pipeline folder (e.g. checkpoints/shapes) with a fresh optimizer")
     m.add_argument("--stop-at", type=int, default=0, help="stop at this step with a checkpoint (resume later)")
     m.add_argument("--folder-frames", type=int, default=16,
                    help="dataset folder: frames read per clip (default 16; not used by the shapes world)")

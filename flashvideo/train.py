@@ -160,6 +160,7 @@ class TrainConfig:
     sample_prompt: str = ""
     export: str = ""                       # write the final pipeline folder here
     resume: bool = False
+    init: str = ""                         # start from this pipeline folder's weights (fine-tuning), fresh optimizer
     stop_at: int = 0                       # stop (with a checkpoint) at this step; --resume goes on
     model: dict = field(default_factory=dict)  # FlashVideoConfig overrides (d_model, n_layers, ...)
     folder_frames: int = 16                # folder data: frames read per clip (`FolderWorld` n_frames)
@@ -233,6 +234,18 @@ def load_checkpoint(out: Path, model: RetNet, opt) -> int:
     return json.loads((folder / "trainer_state.json").read_text())["step"]
 
 
+def load_init(folder, model: RetNet) -> None:
+    """Copy the weights of the pipeline folder `folder` into `model` (fine-tuning). The model fields of
+    the two configs must agree; the folder's sampling defaults are not the model's and are ignored."""
+    import dataclasses
+
+    saved = load_model(Path(folder))  # validates the config and shapes, safetensors only
+    if dataclasses.replace(saved.config, sampling={}) != dataclasses.replace(model.config, sampling={}):
+        raise ValueError(f"--init: {folder} holds a model of another config:\n"
+                         f"  folder    {saved.config}\n  requested {model.config}")
+    model.load_state_dict(saved.state_dict())
+
+
 def train(tc: TrainConfig, world: World | None = None) -> Path:
     """Train (or resume) per `tc`; returns the last checkpoint folder. Clips come from `world` if given
     (any `flashvideo.world.World`), else from `tc.data` through `make_world`."""
@@ -260,6 +273,8 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
     model = RetNet(config).to(device)
     opt = _optimizer(model, tc)
     out = Path(tc.out)
+    if tc.init and not tc.resume:   # a resumed run has its own weights already
+        load_init(tc.init, model)
     start = load_checkpoint(out, model, opt) if tc.resume else 0
     if main:
         out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Training: loss goes down, resume is exact, SIGKILL loses at most one interval, DDP ranks agree,
-folder datasets train, bad --resume is a clear error."""
+folder datasets train, bad --resume is a clear error, --init fine-tunes from a pipeline folder."""
 import json
 import os
 import signal
@@ -63,6 +63,17 @@ def test_bad_resume(tokenizer_dir, tmp_path):
     train(config(tokenizer_dir, tmp_path / "c", steps=2))
     with pytest.raises(ValueError, match="different model config"):
         train(config(tokenizer_dir, tmp_path / "c", steps=4, resume=True, model={**TINY, "d_model": 64}))
+
+
+def test_init_starts_from_a_pipeline_folder(tokenizer_dir, tmp_path):
+    source = train(config(tokenizer_dir, tmp_path / "source", steps=2))
+    start = train(config(tokenizer_dir, tmp_path / "tuned", steps=0, init=str(source)))
+    a, b = weights(source), weights(start)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fresh = train(config(tokenizer_dir, tmp_path / "fresh", steps=0))
+    assert not all(torch.equal(a[k], weights(fresh)[k]) for k in a)
+    with pytest.raises(ValueError, match="another config"):
+        train(config(tokenizer_dir, tmp_path / "wide", steps=1, init=str(source), model={**TINY, "d_model": 64}))
 
 
 def cli(*args):
