@@ -98,6 +98,7 @@ class Session:
         self.strip = view.Strip(self.size)
         self.segments: list = []      # [(path, first index, frames)] closed MP4 segments of this video
         self.mp4 = None
+        self.gif = None               # the GIF written while a run's frames arrive (see `_gif`)
         self.out = None
         self.run = None               # this run's counters
         self.finished: Finished | None = None
@@ -125,6 +126,8 @@ class Session:
                 self.kept.popitem(last=False)
             self.last = max(self.last, index)
             self.strip.put(index, image, kind, changed)
+            if self.gif is not None:
+                self.gif.add(index, image)
             if self.mp4 is not None:
                 self.mp4.add(index, image)
                 if self.mp4.written >= SEGMENT_FRAMES:
@@ -160,6 +163,11 @@ class Session:
                 self.out = output_dir(self.out_root)
             start = self.last + 1
             self.mp4 = self._new_segment(start if new_video else None)
+            if self.gif is not None:          # the GIF of a run that never finished
+                self.gif.close()
+                _unlink(self.gif.path)
+            self.gif = VideoWriter(Path(self.out) / f"run-{start}.gif", fps=FPS, scale=self.scale, start=start,
+                                   background=True) if new_video and total and total <= GIF_MAX_FRAMES else None
             self.finished = None
             self.run = {"t0": time.perf_counter(), "first_s": None, "done": 0, "total": total, "inherited": 0,
                         "sampled": 0, "steps": 0, "steps0": 0, "start": start, "strip_s": 0.0}
@@ -258,7 +266,7 @@ class Session:
 
         self.n_segments = getattr(self, "n_segments", 0) + 1
         name = f"{slug(self.settings.prompt)}-seed{self.settings.seed}-{self.n_segments:03d}.mp4"
-        return VideoWriter(Path(self.out) / name, fps=FPS, scale=self.scale, start=start)
+        return VideoWriter(Path(self.out) / name, fps=FPS, scale=self.scale, start=start, background=True)
 
     def _close_segment(self) -> None:
         """Close the MP4 being written; keep the newest segments up to MP4_MAX_FRAMES (older ones deleted)."""
@@ -346,16 +354,24 @@ class Session:
         return out
 
     def _gif(self) -> Path | None:
-        import imageio.v2 as imageio
-
-        indices = sorted(self.kept)[-GIF_MAX_FRAMES:]
-        if not indices:
-            return None
+        """The GIF of the newest GIF_MAX_FRAMES kept frames: the one written while this run's frames arrived when it
+        holds exactly those (a new video of at most GIF_MAX_FRAMES frames), else written now from the kept frames."""
         from .demo import slug
 
-        path = Path(self.out) / f"{slug(self.settings.prompt)}-seed{self.settings.seed}-{indices[0]}-{indices[-1]}.gif"
-        s = self.scale
-        imageio.mimsave(path, [self.kept[i][0].repeat(s, 0).repeat(s, 1) for i in indices], duration=1000 / FPS, loop=0)
+        live, self.gif = self.gif, None
+        written = live.close() if live is not None else 0
+        indices = sorted(self.kept)[-GIF_MAX_FRAMES:]
+        path = Path(self.out) / f"{slug(self.settings.prompt)}-seed{self.settings.seed}-{indices[0]}-{indices[-1]}.gif" \
+            if indices else None
+        if live is not None and indices and written == len(indices) and live.first == indices[0]:
+            os.replace(live.path, path)
+            return path
+        if live is not None:
+            _unlink(live.path)
+        if path is not None:
+            with VideoWriter(path, fps=FPS, scale=self.scale) as out:
+                for k, i in enumerate(indices):
+                    out.add(k, self.kept[i][0])
         return path
 
 

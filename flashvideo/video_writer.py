@@ -6,7 +6,15 @@
 
 * GIF: every frame is quantised to its own adaptive palette (as a whole-file Pillow save does) and
   appended with Pillow's GIF frame encoder; the file loops. Nothing but the file's header is kept.
-* MP4: imageio-ffmpeg pipes the frames to ffmpeg (libx264, yuv420p), as `Video.save` does.
+  A frame is quantised before it is enlarged (pixel repetition keeps its colours and their shares, so
+  the palette and the pixels are the same): 1.5x faster at scale 4.
+* MP4: imageio-ffmpeg pipes the frames to ffmpeg (libx264, yuv420p), as `Video.save` does, with x264's
+  ultrafast preset and no lookahead (zerolatency): each frame is encoded when it arrives, so closing
+  the file takes 10 ms instead of 125-132 ms for 61 frames at 256 px (the file is 75 KB instead of 42,
+  48.3 dB against the frames instead of 45.2).
+* With ``background=True`` the frames are converted and written by a thread of the writer's own, so the
+  caller (the app's request thread) only hands them over; `close` waits for them, and an error in the
+  thread is raised by the next `add` or by `close`.
 
 The file is created with its first frame: a writer that never gets a frame leaves no file. `close`
 (or leaving the `with` block, also on an error or Ctrl-C) finishes the file with the frames written
@@ -15,6 +23,8 @@ so far; frames still waiting for an earlier one are dropped.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +38,15 @@ SUFFIXES = (".gif", ".mp4")
 
 
 class _Gif:
-    def __init__(self, path: Path, fps: int):
-        self.file, self.duration = open(path, "wb"), 1000 / fps      # ms per frame (GIF keeps 1/100 s)
+    def __init__(self, path: Path, fps: int, scale: int):
+        self.file, self.duration, self.scale = open(path, "wb"), 1000 / fps, scale   # ms per frame (GIF keeps 1/100 s)
 
     def append(self, frame: np.ndarray) -> None:
         from PIL import GifImagePlugin, Image
 
         im = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE)
+        if self.scale > 1:
+            im = im.resize((im.width * self.scale, im.height * self.scale), Image.Resampling.NEAREST)
         if self.file.tell() == 0:                                    # signature, screen, loop forever
             header, _ = GifImagePlugin.getheader(im, info={"loop": 0, "duration": self.duration})
             self.file.write(b"".join(header))
@@ -47,50 +59,100 @@ class _Gif:
 
 
 class _Mp4:
-    def __init__(self, path: Path, fps: int):
+    def __init__(self, path: Path, fps: int, scale: int):
         import imageio.v2 as imageio
 
+        self.scale = scale
         self.writer = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-                                         macro_block_size=1, ffmpeg_log_level="error")
+                                         macro_block_size=1, ffmpeg_log_level="error",
+                                         output_params=["-preset", "ultrafast", "-tune", "zerolatency"])
 
     def append(self, frame: np.ndarray) -> None:
-        self.writer.append_data(frame)
+        self.writer.append_data(frame.repeat(self.scale, 0).repeat(self.scale, 1) if self.scale > 1 else frame)
 
     def close(self) -> None:
         self.writer.close()
 
 
+class _File:
+    """The GIF or MP4, opened with its first frame (a writer that never gets a frame leaves no file)."""
+
+    def __init__(self, path: Path, fps: int, scale: int):
+        self.path, self.fps, self.scale, self.sink = path, fps, scale, None
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.sink is None:
+            self.sink = (_Gif if self.path.suffix.lower() == ".gif" else _Mp4)(self.path, self.fps, self.scale)
+        self.sink.append(frame)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+
+def _drain(frames: queue.SimpleQueue, file: _File, errors: list) -> None:
+    """A background writer's thread: write the frames until None, then finish the file. It holds the queue and
+    the file, not the writer, so a writer dropped unclosed is collected, and its __del__ ends the thread."""
+    while (frame := frames.get()) is not None:
+        if not errors:
+            try:
+                file.append(frame)
+            except Exception as e:   # raised in the caller's thread by the next add or by close
+                errors.append(e)
+    try:
+        file.close()
+    except Exception as e:
+        errors.append(e)
+
+
 class VideoWriter:
     """A .gif or .mp4 written in time order from frame `start` on (None: from the first frame added, e.g. when a
-    stopped run may leave a gap that is never filled); scale > 1 enlarges by pixel repetition."""
+    stopped run may leave a gap that is never filled); scale > 1 enlarges by pixel repetition; ``background``: see
+    the module docstring."""
 
-    def __init__(self, path, fps: int = 8, scale: int = 1, start: int | None = 0):
-        self.path, self.fps, self.scale = Path(path), fps, scale
+    def __init__(self, path, fps: int = 8, scale: int = 1, start: int | None = 0, background: bool = False):
+        self.path = Path(path)
         if self.path.suffix.lower() not in SUFFIXES:
             raise ValueError(f"{self.path.name}: a video file must end in {' or '.join(SUFFIXES)}")
         self.first = self.next = start  # the time index of the file's first frame, and of the next frame to write
         self.written = 0
         self.pending: dict[int, np.ndarray] = {}
-        self._sink = None
+        self._file, self._errors = _File(self.path, fps, scale), []
+        self._frames = self._thread = None
+        if background:
+            self._frames = queue.SimpleQueue()
+            self._thread = threading.Thread(target=_drain, args=(self._frames, self._file, self._errors),
+                                            name=f"write {self.path.name}", daemon=True)
+            self._thread.start()
 
     def add(self, index: int, image: np.ndarray) -> None:
+        self._raise()
         if self.next is None:
             self.first = self.next = index
         self.pending[index] = image
         while self.next in self.pending:
             frame = self.pending.pop(self.next)
-            if self._sink is None:
-                self._sink = (_Gif if self.path.suffix.lower() == ".gif" else _Mp4)(self.path, self.fps)
-            self._sink.append(frame.repeat(self.scale, 0).repeat(self.scale, 1) if self.scale > 1 else frame)
+            if self._thread is None:
+                self._file.append(frame)
+            else:
+                self._frames.put(frame)
             self.next += 1
             self.written += 1
 
+    def _raise(self) -> None:
+        if self._errors:
+            raise self._errors.pop()
+
     def close(self) -> int:
-        """Finish the file; returns the number of frames in it."""
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        """Finish the file (after the frames handed to the thread, if any); returns the number of frames in it."""
+        if self._thread is not None:
+            self._frames.put(None)
+            self._thread.join()
+            self._thread = None
+        self._file.close()
         self.pending.clear()
+        self._raise()
         return self.written
 
     def __enter__(self) -> "VideoWriter":
@@ -98,3 +160,7 @@ class VideoWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def __del__(self):
+        if getattr(self, "_thread", None) is not None:
+            self._frames.put(None)           # the thread finishes the file with the frames it has, and ends

@@ -130,7 +130,8 @@ def test_generate_streams_frames_as_they_come_then_the_video(served, tiny_pipe):
     frames = iio.imread(mp4.content, index=None, extension=".mp4")
     assert frames.shape == (T, 16 * scale, 16 * scale, 3)
     gif = iio.imread(httpx.get(final[GIF]["value"]["url"], timeout=30).content, index=None, extension=".gif")
-    assert gif.shape[0] == T
+    by_time = np.stack([ev.image for ev in sorted(events, key=lambda ev: ev.index)])
+    assert np.array_equal(gif[..., :3], by_time.repeat(scale, 1).repeat(scale, 2))   # written as frames came, in time order
 
 
 def test_frame_slider_steps_through_the_finished_video(served, tiny_pipe):
@@ -521,6 +522,33 @@ def test_a_long_video_stays_bounded(tiny_pipe, tmp_path, monkeypatch):
     assert 30 <= frames.shape[0] <= 90               # the newest segments, joined without re-encoding
     assert len([p for p in Path(session.out).glob("*.mp4")]) <= 5   # older segments deleted
     assert len(session.changes) == 3 and "prompt changed 2×" in done.markdown
+
+
+def test_the_gif_holds_the_kept_frames_whole_or_stopped(tiny_pipe, tmp_path):
+    """A run's GIF is written while its frames arrive; stopped part-way, the GIF is the frames kept, in time
+    order; a new run leaves no half-written GIF behind."""
+    s = lib.Settings.check(tiny_pipe, PROMPT, 3, 2, 0.5, seed=2)
+    session = app_session.Session(tiny_pipe, "tiny", tmp_path)
+    scale = session.scale
+
+    def gif_frames(path):
+        return iio.imread(path, index=None, extension=".gif")[..., :3]
+
+    def kept():
+        return np.stack([session.kept[i][0] for i in sorted(session.kept)]).repeat(scale, 1).repeat(scale, 2)
+
+    whole = list(session.generate(s))[-1]
+    assert np.array_equal(gif_frames(whole.gif), kept()) and len(session.kept) == 7
+    run = session.generate(s)
+    next(run), next(run)
+    run.close()                                      # Stop after two updates
+    stopped = session.finish()
+    assert np.array_equal(gif_frames(stopped.gif), kept()) and len(session.kept) < 7
+    assert not list(tmp_path.rglob("run-*.gif"))    # each live GIF became its video's GIF
+    abandoned = session.generate(s)
+    next(abandoned), next(abandoned)                 # left unfinished (no Stop): the next run discards its GIF
+    assert np.array_equal(gif_frames(list(session.generate(s))[-1].gif), kept())
+    assert not list(tmp_path.rglob("run-*.gif"))
 
 
 def test_the_app_names_the_step_in_use(checkpoint, monkeypatch):

@@ -291,6 +291,38 @@ def test_the_writer_puts_frames_on_disk_as_they_arrive(tmp_path):
     assert np.array_equal(iio.imread(path, index=None), frames.repeat(2, 1).repeat(2, 2))
 
 
+def test_background_writer_matches_the_foreground_one_and_reports_its_errors(tmp_path):
+    import gc
+    import threading
+
+    frames = np.random.default_rng(1).integers(0, 256, (9, 16, 16, 3), dtype=np.uint8)
+    for suffix in (".gif", ".mp4"):
+        paths = [tmp_path / f"{kind}{suffix}" for kind in ("fore", "back")]
+        for path, background in zip(paths, (False, True)):
+            with VideoWriter(path, fps=8, scale=2, background=background) as w:
+                for i in [1, 0, *range(2, 9)]:
+                    w.add(i, frames[i])
+        if suffix == ".gif":
+            assert paths[0].read_bytes() == paths[1].read_bytes()
+        assert iio.imread(paths[1], index=None).shape[0] == 9
+    # a frame the encoder cannot take: the error comes out of close, in the caller's thread
+    w = VideoWriter(tmp_path / "bad.gif", background=True)
+    w.add(0, np.zeros((4, 4, 7), np.uint8))
+    with pytest.raises(TypeError):
+        w.close()
+    # a writer dropped unclosed finishes its file and ends its thread
+    before = threading.active_count()
+    w = VideoWriter(tmp_path / "dropped.gif", background=True)
+    for i in range(3):
+        w.add(i, frames[i])
+    thread, path = w._thread, w.path
+    del w
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and threading.active_count() == before
+    assert iio.imread(path, index=None).shape[0] == 3
+
+
 # ---- training options (issue 11) ----------------------------------------------------------------
 
 def test_train_folder_options_reach_the_config(monkeypatch):
