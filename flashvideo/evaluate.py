@@ -200,7 +200,7 @@ def prediction(pipe, n_clips: int, key_frames: int, seed: int, **kw) -> dict:
 
 def interpolation(pipe, n_clips: int, n: int, ratio: float, seed: int, **kw) -> dict:
     """PSNR/SSIM of the n in-between frames, given the true key frames."""
-    ps, ss, inherited = [], [], 0
+    ps, ss, inherited, per_clip = [], [], 0, []
     tl = Timeline(2, n)
     for i in tqdm(range(n_clips), desc=f"interpolation rho={ratio}", leave=False):
         clip = shapes.make_clip(2**41 + i, tl.times, "all", pipe.config.image_size)
@@ -209,9 +209,19 @@ def interpolation(pipe, n_clips: int, n: int, ratio: float, seed: int, **kw) -> 
         frames = pipe.tokenizer.decode_frames(torch.stack([codes for _, _, codes, _ in out]))
         ps += [psnr(f, t) for f, t in zip(frames, clip.frames[1:-1])]
         ss += [ssim(f, t) for f, t in zip(frames, clip.frames[1:-1])]
+        per_clip.append(float(np.mean(ps[-n:])))
         inherited += sum(int((r == INHERITABLE).sum()) for *_, r in out)
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)),
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "clip_psnr": per_clip,
             "inherited": inherited / (len(ps) * pipe.config.frame_tokens), "rho": ratio}
+
+
+def paired_cost(base: dict, other: dict) -> dict:
+    """PSNR lost from `base` to `other` (interpolation results on the same clips and seeds), as the mean of the
+    per-clip differences with its standard error: the two runs' samples part after the first inherited token, so
+    their difference is noisy, and the error says how far to trust it."""
+    d = np.asarray(base["clip_psnr"]) - np.asarray(other["clip_psnr"])
+    return {"db": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan"),
+            "clips": len(d)}
 
 
 def code_pixel_agreement(tokenizer, frames_a: np.ndarray, frames_b: np.ndarray) -> float:
@@ -243,13 +253,15 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
              seed: int = 0, **sampling) -> dict:
     """All metrics as a dict: `seen` training and `heldout` held-out combinations (spread evenly), 4 key
     frames and 3 in-between frames at rho = 0.2; `long` videos of up to 16 key frames; `clips` clips
-    for PSNR/SSIM. `sampling` (temperature, top_k, ...) goes to the pipeline."""
+    for PSNR/SSIM (4x as many for interpolation, whose rho = 0.5 cost is a small paired difference).
+    `sampling` (temperature, top_k, ...) goes to the pipeline."""
     from .evaluate_stream import evaluate_streams
 
     t0 = time.perf_counter()
     train = spread(shapes.TRAIN_COMBOS, seen)
     seen_scores = generated(pipe, train, seed, "seen", inherit_ratio=0.2, **sampling)
     held_scores = generated(pipe, spread(shapes.HELDOUT_COMBOS, heldout), seed, "held out", inherit_ratio=0.2, **sampling)
+    rho0, rho05 = (interpolation(pipe, 4 * clips, 3, rho, seed, **sampling) for rho in (0.0, 0.5))
     return {
         "seen": summarise(seen_scores), "heldout": summarise(held_scores),
         "all": summarise(seen_scores + held_scores),
@@ -257,8 +269,7 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
                             key_frames=min(16, pipe.config.max_key_frames), **sampling),
         "inheritance": inheritance(pipe, seed=seed, **sampling),
         "prediction": prediction(pipe, clips, 4, seed, **sampling),
-        "interpolation_rho0": interpolation(pipe, clips, 3, 0.0, seed, **sampling),
-        "interpolation_rho05": interpolation(pipe, clips, 3, 0.5, seed, **sampling),
+        "interpolation_rho0": rho0, "interpolation_rho05": rho05, "rho05_cost": paired_cost(rho0, rho05),
         "tokenizer": tokenizer_scores(pipe, clips),
         "stream": evaluate_streams(pipe, long=max(1, long // 3), switches=2 * long, seed=seed, **sampling),
         "settings": {"clips": clips, "seen_combinations": len(train), "seed": seed, **sampling},
@@ -327,6 +338,8 @@ def to_markdown(r: dict) -> str:
         ("interpolation rho=0, PSNR / SSIM", f"{i0['psnr']:.2f} dB / {i0['ssim']:.3f}"),
         ("interpolation rho=0.5, PSNR / SSIM (tokens inherited)",
          f"{i5['psnr']:.2f} dB / {i5['ssim']:.3f} ({pct(i5['inherited'])})"),
+        ("rho = 0.5 cost against rho = 0: mean per-clip PSNR difference ± its standard error ({clips} clips)".format(
+            **r["rho05_cost"]), "{db:.2f} ± {se:.2f} dB".format(**r["rho05_cost"])),
         ("tokenizer: held-out PSNR, codes used", f"{tok['psnr']:.2f} dB, {tok['codes_used']}"),
         ("tokenizer: 'code equal' agrees with 'patch pixels equal' (ground-truth key-frame pairs)",
          f"{tok['code_pixel_agreement']:.1%}"),

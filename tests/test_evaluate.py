@@ -63,6 +63,9 @@ def test_evaluate_runs_end_to_end():
     for key in ("colour", "shape", "motion", "forward_steps", "flicker_frames"):
         assert 0 <= r["all"][key] <= 1
     assert r["interpolation_rho0"]["inherited"] == 0 and 0 <= r["interpolation_rho05"]["inherited"] <= 1
+    cost = r["rho05_cost"]                            # paired over the same 4 clips
+    assert cost["clips"] == 4 and np.isclose(cost["db"], np.mean(r["interpolation_rho0"]["clip_psnr"])
+                                                      - np.mean(r["interpolation_rho05"]["clip_psnr"]))
     assert set(r["inheritance"]) == {0.2, 0.5, 1.0} and r["prediction"]["frames"] == 3
     assert r["long"]["key_frames"] == 4
     table = to_markdown(r)
@@ -72,6 +75,13 @@ def test_evaluate_runs_end_to_end():
     rows = sampling_sweep(pipe, [dict(temperature=1.0), dict(temperature=0.5, top_k=4)], n=2)
     assert [r["settings"] for r in rows] == [dict(temperature=1.0), dict(temperature=0.5, top_k=4)]
     assert "| temperature=0.5, top_k=4 |" in sweep_markdown(rows) and all(0 <= r["motion"] <= 1 for r in rows)
+
+
+def test_paired_cost_is_the_mean_difference_with_its_error():
+    from flashvideo.evaluate import paired_cost
+
+    c = paired_cost({"clip_psnr": [30.0, 28.0, 26.0]}, {"clip_psnr": [29.0, 28.0, 24.0]})
+    assert c["clips"] == 3 and np.isclose(c["db"], 1.0) and np.isclose(c["se"], 1.0 / np.sqrt(3))
 
 
 def test_switch_scoring_is_honest_on_ground_truth():
