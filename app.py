@@ -21,6 +21,7 @@ Gradio's upload route received; PIL's pixel limit is set at start-up. A refused 
 line; a real failure logs its traceback once. Generated videos are written into Gradio's cache
 (stored once) and the cache is pruned to CACHE_MAX_BYTES, oldest files first.
 """
+import copy
 import logging
 import os
 import re
@@ -101,7 +102,8 @@ def uploaded_files(blocks: gr.Blocks):
 
 
 class FlashVideoBlocks(gr.Blocks):
-    """gr.Blocks whose /generate first-frame payload is screened before Gradio touches it.
+    """gr.Blocks whose /generate first-frame payload is screened before Gradio touches it (and whose skipped
+    outputs cost nothing, `postprocess_data`).
 
     Gradio opens, copies, downloads or decodes a file payload before the event function runs: a raw
     `{"path": ...}` without `meta` reaches PIL unchecked, a `data:` URL is decoded whatever its size,
@@ -131,6 +133,27 @@ class FlashVideoBlocks(gr.Blocks):
             inputs = list(inputs)
             inputs[1] = None if not clip else [self._screen(api, "clip", c) for c in clip]
         return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+
+    async def postprocess_data(self, block_fn, predictions, state):
+        """Gradio's post-processing, except that an output left as `gr.skip()` passes through untouched. Gradio 6
+        treats a skip as a property update: it builds the component anew and its config (pydantic schemas
+        included) on every update, 113 config builds per default video, for outputs that do not change. The
+        skipped outputs are the same `{"__type__": "update"}` the page receives either way."""
+        outputs = block_fn.outputs
+        if not isinstance(predictions, (list, tuple)) or len(predictions) != len(outputs) or len(outputs) < 2:
+            return await super().postprocess_data(block_fn, predictions, state)
+        keep = [i for i, p in enumerate(predictions) if not (isinstance(p, dict) and p == gr.skip())]
+        if len(keep) == len(outputs):
+            return await super().postprocess_data(block_fn, predictions, state)
+        out = [gr.skip() for _ in outputs]
+        if keep:
+            part = copy.copy(block_fn)
+            part.outputs = [outputs[i] for i in keep]
+            values = [predictions[i] for i in keep]
+            done = await super().postprocess_data(part, values if len(keep) > 1 else values[0], state)
+            for i, value in zip(keep, done):
+                out[i] = value
+        return out
 
     def _screen(self, api: str, field: str, payload):
         """A file payload -> a clean payload naming a file Gradio's upload route received (or None)."""
@@ -413,8 +436,11 @@ def build_demo(model_id=None) -> gr.Blocks:
                      concurrency_limit=4, show_progress="hidden", preprocess=False)
         demo.unload(forget)
     demo.queue(max_size=16, default_concurrency_limit=1)
-    # `launch(warm=True)`: a tiny Generate with the model's defaults through the app's own API at start
-    demo.warm_request = None if problem else (examples[0], None, 2, 1, 0.2, 0, False, d.temperature, default_top_k,
+    # `launch(warm=True)`: the default video (the sliders' values, the model's sampling) through the app's own API at
+    # start, so that the first click meets no shape the process has not run yet (a smaller warm-up left the first
+    # default click at 1.4-1.5x a warm one, `tests/app_speed.py`)
+    demo.warm_request = None if problem else (examples[0], None, key_frames.value, interp_frames.value,
+                                              inherit_ratio.value, 0, False, d.temperature, default_top_k,
                                               default_top_p, d.guidance_scale, "", lib.LENGTHS[0])
     return demo
 
@@ -450,7 +476,7 @@ def launch(demo: gr.Blocks, warm: bool = False, **kwargs):
 
 
 def warm_click(url: str, request: tuple) -> None:
-    """One tiny Generate through the app's own HTTP API right after start. Gradio's request path has one-time
+    """The default Generate through the app's own HTTP API right after start. Gradio's request path has one-time
     costs of its own (its first job, first outputs and files: the first click after start took several times a
     warm click's time to its first frame, while a new client on a warm server did not); this pays them before
     any user clicks. A failure is logged and the app serves anyway."""

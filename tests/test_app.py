@@ -560,7 +560,7 @@ def test_the_app_names_the_step_in_use(checkpoint, monkeypatch):
 
 
 def test_launch_warm_runs_one_generate_before_serving(checkpoint, capsys, monkeypatch):
-    """`python app.py` launches with warm=True: one tiny Generate through the app's own API before users come;
+    """`python app.py` launches with warm=True: the default Generate through the app's own API before users come;
     a failing warm-up is logged and the app serves anyway."""
     app = load_app()
     monkeypatch.setenv(lib.MODEL_ENV, str(checkpoint))
