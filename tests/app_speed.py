@@ -82,6 +82,9 @@ def main():
             first = first or time.perf_counter() - t0
         return time.perf_counter() - t0, first
 
+    for client in clients.values():
+        assert client.stdout.readline().strip() == "ready"
+
     def app_run(via="sse"):
         clients[via].stdin.write("go\n")
         clients[via].stdin.flush()
@@ -119,6 +122,7 @@ def main():
 def client_loop(url: str, request: list, via: str) -> None:
     """A client process: one /generate per "go" line on stdin; prints [seconds, seconds to the first update, updates]."""
     run = {"sse": sse_client, "gradio_client": gradio_client_run, "browser": browser_run}[via](url, request)
+    print("ready", flush=True)   # set up (a browser started, its page loaded): the server waits for every client
     for _ in sys.stdin:
         print(json.dumps(run()), flush=True)
 
