@@ -1,5 +1,5 @@
 """Screenshots of the app with the shipped model, mid-generation and finished: runs/app_mid.png, runs/app_done.png
-(copied to assets/app_screenshot.png). Not a test; needs Playwright and Chromium.
+(copy app_done.png to assets/app_screenshot.png). Not a test; needs Playwright and Chromium.
 
     python tests/screenshot.py [SECONDS_BEFORE_THE_FIRST_SHOT]"""
 import os
