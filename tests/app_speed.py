@@ -7,10 +7,11 @@ the pipeline in one process with the same loaded model, runs interleaved, median
     python tests/app_speed.py --long 1000                    # the app's own work per frame along one long video
 
 App time: from the request to the last update received (the frames' views, strip and status as they come, then the
-MP4 and GIF), i.e. what a client waits for. Two clients, each in a process of its own as a browser would be, run
-interleaved with the pipeline:
+MP4 and GIF), i.e. what a client waits for. Three clients, each in a process of its own and each set up before the
+first timed click, run interleaved with the pipeline (the browser needs Playwright and Chromium, as tests/test_browser.py):
 * "app": the queue's own protocol read as it arrives (a POST to queue/join, then the event stream of queue/data),
   as a browser's EventSource reads it: an update counts when its message arrives;
+* "browser": headless Chromium, timed in the page from the click on Generate to the final stats;
 * "app_gradio_client": `gradio_client`, whose reader thread hands messages to the caller through a queue it polls
   every 50 ms, so each update it reports waits 0-50 ms more than it took to arrive (kept beside for comparison).
 Pipeline time: `pipe.stream` to its last frame, in the server's process, interleaved with the app runs."""
