@@ -153,6 +153,7 @@ class TrainConfig:
     p_stream: float = 0.0                  # key-frame batches cut from an endless stream (SN phase, prompt switch)
     p_shake: float = 0.0                   # input codes moved to a neighbour's with p up to this (`shake`)
     p_self: float = 0.0                    # input codes replaced by the model's own draws, p up to this (`self_feed`)
+    ema: float = 0.0                       # decay of an exponential moving average of the weights (0 = none)
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
@@ -191,14 +192,18 @@ def _optimizer(model: RetNet, tc: TrainConfig):
                               {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr, betas=(0.9, 0.95))
 
 
-def save_checkpoint(out: Path, step: int, model: RetNet, tokenizer: Tokenizer, opt, tc: TrainConfig) -> Path:
-    """out/step-NNNNNN (pipeline folder + optimizer.safetensors + trainer_state.json), written atomically."""
+def save_checkpoint(out: Path, step: int, model: RetNet, tokenizer: Tokenizer, opt, tc: TrainConfig,
+                    ema: RetNet | None = None) -> Path:
+    """out/step-NNNNNN (pipeline folder + optimizer.safetensors + trainer_state.json, and with `ema` the
+    averaged weights as a pipeline folder of their own in ema/), written atomically."""
     from safetensors.torch import save_file
 
     final = out / f"step-{step:07d}"
     tmp = out / f".tmp-step-{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     FlashVideoPipeline(model, tokenizer).save_pretrained(tmp)
+    if ema is not None:
+        FlashVideoPipeline(ema, tokenizer).save_pretrained(tmp / "ema")
     opt_state = opt.state_dict()
     tensors = {f"{i}.{k}": v.contiguous() for i, s in opt_state["state"].items() for k, v in s.items()}
     save_file(tensors, tmp / "optimizer.safetensors")
@@ -213,7 +218,7 @@ def save_checkpoint(out: Path, step: int, model: RetNet, tokenizer: Tokenizer, o
     return final
 
 
-def load_checkpoint(out: Path, model: RetNet, opt) -> int:
+def load_checkpoint(out: Path, model: RetNet, opt, ema: RetNet | None = None) -> int:
     from safetensors.torch import load_file
 
     pointer = out / "latest"
@@ -225,6 +230,8 @@ def load_checkpoint(out: Path, model: RetNet, opt) -> int:
         raise ValueError(f"--resume: {folder} was trained with a different model config:\n"
                          f"  checkpoint {saved.config}\n  requested  {model.config}")
     model.load_state_dict(saved.state_dict())
+    if ema is not None:   # a run that had no average starts one from its weights
+        ema.load_state_dict((load_model(folder / "ema") if (folder / "ema").is_dir() else saved).state_dict())
     tensors = load_file(folder / "optimizer.safetensors")
     state = opt.state_dict()
     for key, value in tensors.items():
@@ -275,7 +282,13 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
     out = Path(tc.out)
     if tc.init and not tc.resume:   # a resumed run has its own weights already
         load_init(tc.init, model)
-    start = load_checkpoint(out, model, opt) if tc.resume else 0
+    ema = None
+    if tc.ema:
+        if not 0 < tc.ema < 1:
+            raise ValueError(f"--ema is the decay of the weight average, in (0, 1), e.g. 0.998; got {tc.ema}")
+        ema = RetNet(config).to(device).requires_grad_(False)
+        ema.load_state_dict(model.state_dict())
+    start = load_checkpoint(out, model, opt, ema) if tc.resume else 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
@@ -308,6 +321,9 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - tc.ema)
             step += 1
             tokens_seen += tokens.numel() * n_ranks
             if main:
@@ -320,19 +336,19 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
                                           "tokens_per_s": round(tokens_seen / elapsed), "elapsed_s": round(elapsed, 1)}) + "\n")
                     log.flush()
                 if step % tc.save_every == 0:
-                    save_checkpoint(out, step, model, tokenizer, opt, tc)
+                    save_checkpoint(out, step, model, tokenizer, opt, tc, ema)
                 if tc.sample_every and step % tc.sample_every == 0:
-                    write_sample(model, tokenizer, source, out / "samples" / f"step-{step:07d}.gif", tc.sample_prompt)
+                    write_sample(model if ema is None else ema, tokenizer, source, out / "samples" / f"step-{step:07d}.gif", tc.sample_prompt)
     except KeyboardInterrupt:
         stop["now"] = True
     finally:
         bar.close()
     if main:
-        final = save_checkpoint(out, step, model, tokenizer, opt, tc)
+        final = save_checkpoint(out, step, model, tokenizer, opt, tc, ema)
         if step < tc.steps:
             print(f"stopped at step {step}; resume with --resume (checkpoint {final})")
         elif tc.export:
-            FlashVideoPipeline(model.cpu().eval(), tokenizer).save_pretrained(tc.export)
+            FlashVideoPipeline((model if ema is None else ema).cpu().eval(), tokenizer).save_pretrained(tc.export)
             print(f"exported the trained pipeline to {tc.export}")
         log.close()
     if distributed:  # each rank records what it trained on and what it ended with

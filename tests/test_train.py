@@ -1,5 +1,6 @@
 """Training: loss goes down, resume is exact, SIGKILL loses at most one interval, DDP ranks agree,
-folder datasets train, bad --resume is a clear error, --init fine-tunes from a pipeline folder."""
+folder datasets train, bad --resume is a clear error, --init fine-tunes from a pipeline folder,
+--ema keeps a weight average."""
 import json
 import os
 import signal
@@ -74,6 +75,22 @@ def test_init_starts_from_a_pipeline_folder(tokenizer_dir, tmp_path):
     assert not all(torch.equal(a[k], weights(fresh)[k]) for k in a)
     with pytest.raises(ValueError, match="another config"):
         train(config(tokenizer_dir, tmp_path / "wide", steps=1, init=str(source), model={**TINY, "d_model": 64}))
+
+
+def test_ema_averages_the_weights_and_resumes_exactly(tokenizer_dir, tmp_path):
+    source = train(config(tokenizer_dir, tmp_path / "source", steps=2))
+    one = train(config(tokenizer_dir, tmp_path / "one", steps=1, init=str(source), ema=0.9, export=str(tmp_path / "x")))
+    w0, w1, avg = weights(source), weights(one), weights(one / "ema")
+    assert all(torch.allclose(avg[k], 0.9 * w0[k] + 0.1 * w1[k], atol=1e-6) for k in w0)
+    assert not all(torch.equal(avg[k], w1[k]) for k in w0)
+    assert all(torch.equal(avg[k], weights(tmp_path / "x")[k]) for k in w0)   # --export writes the average
+    straight = train(config(tokenizer_dir, tmp_path / "straight", steps=6, ema=0.9))
+    train(config(tokenizer_dir, tmp_path / "split", steps=6, stop_at=4, ema=0.9))
+    resumed = train(config(tokenizer_dir, tmp_path / "split", steps=6, resume=True, ema=0.9))
+    a, b = weights(straight / "ema"), weights(resumed / "ema")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="decay of the weight average"):
+        train(config(tokenizer_dir, tmp_path / "bad", steps=1, ema=1.5))
 
 
 def cli(*args):
