@@ -38,6 +38,8 @@ KEEP_FRAMES = 480            # frames kept in memory for the frame slider (the n
 MP4_MAX_FRAMES = 2400        # the shown MP4 holds at most this many of the newest frames (5 min at 8 fps)
 GIF_MAX_FRAMES = 160
 SEGMENT_FRAMES = 600         # a run's MP4 is closed and a new one begun every this many frames
+LIVE_EVERY_S = 1 / 30        # while frames stream, the page is updated at most this often (frames decoded
+                             # sooner join the next update; every frame still goes to the strip, MP4 and slider)
 STRIP_EVERY_S = 0.2          # while frames stream, the filmstrip is redrawn at most this often
 CONTINUE_BATCH_PAIRS = 2     # key-frame pairs interpolated together while continuing (latency vs batching)
 
@@ -184,7 +186,8 @@ class Session:
         first_given = s.first_frame is not None
         for ready in serving.shared(self.pipe).stream_ready(
                 s.prompt, key_frames=s.key_frames, interp_frames=s.interp_frames, inherit_ratio=s.inherit_ratio,
-                seed=s.seed, first_frame=s.first_frame, sampling=s.sampling, negative_prompt=s.negative_prompt):
+                seed=s.seed, first_frame=s.first_frame, sampling=s.sampling, negative_prompt=s.negative_prompt,
+                pace=LIVE_EVERY_S):
             yield _merged([self._add(ev.index, "first" if ev.index == 0 and first_given else ev.kind, ev.image,
                                      ev.regions, s.prompt, ev.stats) for ev in ready])
         if s.until_stopped:

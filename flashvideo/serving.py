@@ -110,21 +110,28 @@ class Server:
         for ready in self.stream_ready(*args, **kwargs):
             yield from ready
 
-    def stream_ready(self, *args, **kwargs):
+    def stream_ready(self, *args, pace: float = 0.0, **kwargs):
         """As `stream`, but yields lists: every event decoded by the time the consumer asks (at least one). A
         consumer slower than the decoding (a web page's updates) then sends one update where frames came together,
-        e.g. the in-between frames of all key-frame pairs, which one batch decodes at once."""
+        e.g. the in-between frames of all key-frame pairs, which one batch decodes at once. With `pace` (seconds),
+        lists come at most that often: events arriving sooner after the last list wait, at most `pace`, to join
+        the next (the last frame never waits)."""
         request = _Request(self._rows(*args, **kwargs))
         try:
             self._admit(request)
             threading.Thread(target=self._decode, args=(request, args, kwargs), daemon=True,
                              name="flashvideo-request").start()
+            sent = -float("inf")
             while True:
                 ready = [request.events.get()]
-                while not _last(ready[-1]) and not request.events.empty():
-                    ready.append(request.events.get())
+                while not _last(ready[-1]):
+                    try:
+                        ready.append(request.events.get(timeout=max(0.0, sent + pace - time.perf_counter())))
+                    except queue.Empty:
+                        break
                 end = ready.pop() if _last(ready[-1]) else None
                 if ready:
+                    sent = time.perf_counter()
                     yield ready
                 if end is _DONE:
                     return

@@ -147,6 +147,19 @@ def test_a_slow_consumer_gets_the_frames_decoded_meanwhile_together(tiny_pipe, s
     assert_idle(server)
 
 
+def test_paced_lists_come_at_most_that_often_and_hold_every_frame(tiny_pipe, solo):
+    prompt, kw = REQUESTS[0]
+    server = serving.Server(tiny_pipe)
+    times, groups = [], []
+    for ready in server.stream_ready(prompt, pace=0.25, **kw):
+        times.append(time.perf_counter())
+        groups.append(ready)
+    assert_same([ev for g in groups for ev in g], solo[0])
+    assert 1 <= len(groups) < len(solo[0])
+    assert all(b - a >= 0.24 for a, b in zip(times, times[1:-1]))   # the last frame does not wait
+    assert_idle(server)
+
+
 def test_room_is_bounded_and_later_requests_wait(tiny_pipe, solo):
     """At most max_rows rows per step (a request counts its most rows: pairs, twice when guided); a request larger
     than the room runs alone; every request completes with its own frames."""
