@@ -243,14 +243,35 @@ def load_checkpoint(out: Path, model: RetNet, opt, ema: RetNet | None = None) ->
 
 def load_init(folder, model: RetNet) -> None:
     """Copy the weights of the pipeline folder `folder` into `model` (fine-tuning). The model fields of
-    the two configs must agree; the folder's sampling defaults are not the model's and are ignored."""
+    the two configs must agree, except that `model` may be deeper (`grow_depth`); the folder's sampling
+    defaults are not the model's and are ignored."""
     import dataclasses
 
     saved = load_model(Path(folder))  # validates the config and shapes, safetensors only
-    if dataclasses.replace(saved.config, sampling={}) != dataclasses.replace(model.config, sampling={}):
-        raise ValueError(f"--init: {folder} holds a model of another config:\n"
+    same = {"sampling": {}, "n_layers": 1}
+    if (dataclasses.replace(saved.config, **same) != dataclasses.replace(model.config, **same)
+            or saved.config.n_layers > model.config.n_layers):
+        raise ValueError(f"--init: {folder} holds a model of another config (only more layers may be asked for):\n"
                          f"  folder    {saved.config}\n  requested {model.config}")
-    model.load_state_dict(saved.state_dict())
+    grow_depth(saved, model)
+
+
+def grow_depth(small: RetNet, big: RetNet) -> None:
+    """Load `small` into the deeper `big` so that `big` computes the same function (block expansion): the
+    small model's blocks keep their order, and each new block is placed after an even share of them with
+    its two residual projections (retention.out, glu.down) zeroed, so it adds nothing until it trains.
+    4 -> 6 layers: old, old, new, old, old, new."""
+    old, extra = small.config.n_layers, big.config.n_layers - small.config.n_layers
+    places = [i + (i * extra) // old for i in range(old)] if extra else list(range(old))
+    state = {k: v for k, v in small.state_dict().items() if not k.startswith("blocks.")}
+    for i, j in enumerate(places):
+        state.update({f"blocks.{j}.{k}": v for k, v in small.blocks[i].state_dict().items()})
+    for j in sorted(set(range(big.config.n_layers)) - set(places)):
+        block = big.blocks[j]
+        state.update({f"blocks.{j}.{k}": v for k, v in block.state_dict().items()})
+        state[f"blocks.{j}.retention.out.weight"] = torch.zeros_like(block.retention.out.weight)
+        state[f"blocks.{j}.glu.down.weight"] = torch.zeros_like(block.glu.down.weight)
+    big.load_state_dict(state)
 
 
 def train(tc: TrainConfig, world: World | None = None) -> Path:

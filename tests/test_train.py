@@ -77,6 +77,24 @@ def test_init_starts_from_a_pipeline_folder(tokenizer_dir, tmp_path):
         train(config(tokenizer_dir, tmp_path / "wide", steps=1, init=str(source), model={**TINY, "d_model": 64}))
 
 
+def test_init_grows_a_deeper_model_that_computes_the_same_function(tokenizer_dir, tmp_path):
+    from flashvideo.pipeline import load_model
+
+    source = train(config(tokenizer_dir, tmp_path / "source", steps=2, model={**TINY, "n_layers": 2}))
+    grown = train(config(tokenizer_dir, tmp_path / "deep", steps=0, init=str(source), model={**TINY, "n_layers": 3}))
+    small, deep = load_model(source), load_model(grown)
+    assert len(deep.blocks) == 3
+    idx = torch.randint(0, small.config.vocab_size, (2, 40))
+    torch.testing.assert_close(deep(idx)[0], small(idx)[0], rtol=1e-5, atol=1e-5)
+    assert not torch.equal(deep.blocks[2].retention.qkvg.weight, small.blocks[1].retention.qkvg.weight)  # 2 -> 3: old, old, new
+    assert torch.equal(deep.blocks[1].retention.qkvg.weight, small.blocks[1].retention.qkvg.weight)
+    assert not deep.blocks[2].glu.down.weight.any()
+    tuned = train(config(tokenizer_dir, tmp_path / "deep2", steps=2, init=str(source), model={**TINY, "n_layers": 3}))
+    assert weights(tuned)["blocks.2.glu.down.weight"].any()   # the new block trains
+    with pytest.raises(ValueError, match="another config"):  # fewer layers than the folder: refused
+        train(config(tokenizer_dir, tmp_path / "shallow", steps=0, init=str(grown), model={**TINY, "n_layers": 2}))
+
+
 def test_ema_averages_the_weights_and_resumes_exactly(tokenizer_dir, tmp_path):
     source = train(config(tokenizer_dir, tmp_path / "source", steps=2))
     one = train(config(tokenizer_dir, tmp_path / "one", steps=1, init=str(source), ema=0.9, export=str(tmp_path / "x")))
