@@ -494,4 +494,6 @@ def warm_click(url: str, request: tuple) -> None:
 
 
 if __name__ == "__main__":
+    _setup_logging()
+    lib.build_step_at_start()  # once per CPU type and weights: before serving, never on a request
     launch(build_demo(), warm=True)

@@ -62,7 +62,7 @@ LOAD_RETRY_S = 300.0               # a Hub model that failed to load is tried ag
 
 _load_lock = threading.Lock()
 COMPILE_ENV = "FLASHVIDEO_COMPILE"  # "1": torch.compile the step at load; "0": eager; unset: the AOTInductor step
-                                    # of `python -m flashvideo.aot build` if this machine has one, else eager
+                                    # if this machine has one (`python app.py` builds it first: `build_step_at_start`)
 
 
 def model_id(model: str | os.PathLike | None = None) -> str | None:
@@ -91,6 +91,37 @@ def warm_up(pipe: FlashVideoPipeline) -> None:
     if prompts:
         for _ in pipe.stream(prompts[0], key_frames=2, interp_frames=1):
             pass
+
+
+def build_step_at_start(model: str | os.PathLike | None = None) -> str:
+    """`python app.py`, before it serves anyone: if this machine has no AOTInductor step for this CPU type and
+    these weights, build the bfloat16 one now (once; tens of seconds of CPU, logged) and use it, so that a fresh
+    machine or a Space decodes at full speed from its first click without a request ever waiting for a compiler.
+    A failed build (no C++ compiler, ...) is logged and the eager step serves. $FLASHVIDEO_COMPILE=0 or 1 skips
+    it. Returns the step in use ("eager", "aoti-bfloat16", ...), or "" if the model did not load."""
+    import logging
+
+    from . import aot
+
+    log = logging.getLogger("flashvideo.app")
+    try:
+        pipe = load_pipeline(model)
+    except Exception:  # the app says why on its page
+        return ""
+    if os.environ.get(COMPILE_ENV) in ("0", "1") or pipe.model.step_backend != "eager":
+        return pipe.model.step_backend
+    log.info("building the recurrent step ahead of time for this CPU (once per CPU type and weights, about a "
+             "minute; FLASHVIDEO_COMPILE=0 skips it)")
+    t0 = time.perf_counter()
+    try:
+        aot.build_step(pipe.model, precision="bfloat16")
+    except Exception as e:
+        log.warning("building the step failed; the eager step serves (%s: %s)", type(e).__name__, str(e)[:300])
+        return pipe.model.step_backend
+    aot.load_step(pipe.model)
+    warm_up(pipe)
+    log.info("built and loaded the %s step in %.0f s", pipe.model.step_backend, time.perf_counter() - t0)
+    return pipe.model.step_backend
 
 
 _failures: dict = {}  # model id -> (signature, exception): the last failed load and what it saw
@@ -270,7 +301,7 @@ def check_prompt(pipe, prompt) -> str:
         message = message.replace("empty prompt: it has", "prompt has")
         if len(prompt.strip()) > 3:
             message = message.replace(repr(prompt), "(the prompt)")
-        if "known words" not in message and "one of" not in message:
+        if "known words" not in message and "one of" not in message and "e.g." not in message:
             message += "; describe the video, e.g. 'a red circle moves right'"
         raise ValueError(message if message.lower().startswith("prompt") else f"prompt: {message}") from None
     return prompt.strip()

@@ -98,3 +98,38 @@ def test_pipeline_opts_in_by_name_and_reports_the_step(tmp_path, monkeypatch, ti
         tiny_pipe.compile("tensorrt")
     ev = next(iter(tiny_pipe.stream("a red circle moves right", key_frames=2, interp_frames=0)))
     assert ev.stats["step"] == "eager"
+
+
+def test_the_app_builds_its_step_once_before_serving(tmp_path, monkeypatch):
+    """`python app.py` (`demo.build_step_at_start`): no build when FLASHVIDEO_COMPILE says eager or torch.compile,
+    a failed build leaves the eager step serving, a real build is used at once and found again on the next start."""
+    from conftest import make_tiny_pipeline
+    from flashvideo import demo as lib
+
+    folder = str(make_tiny_pipeline(seed=3).save_pretrained(tmp_path / "model"))
+    monkeypatch.setenv("FLASHVIDEO_CACHE", str(tmp_path / "cache"))
+    real_build = aot.build_step
+
+    def start(build, env=None):
+        lib._load.cache_clear()
+        monkeypatch.setattr(aot, "build_step", build)
+        if env is None:
+            monkeypatch.delenv("FLASHVIDEO_COMPILE", raising=False)
+        else:
+            monkeypatch.setenv("FLASHVIDEO_COMPILE", env)
+        return lib.build_step_at_start(folder)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built although it should not")
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    try:
+        assert start(no_build, env="0") == "eager"
+        assert start(no_compiler) == "eager"                  # logged; the app serves eagerly
+        assert start(real_build) == "aoti-bfloat16"
+        assert lib.load_pipeline(folder).model.step_backend == "aoti-bfloat16"   # the pipeline the app serves
+        assert start(no_build) == "aoti-bfloat16"             # the next start finds the build
+    finally:
+        lib._load.cache_clear()
