@@ -357,6 +357,8 @@ def cmd_export(args) -> None:
     import dataclasses
     import json
 
+    import torch
+
     from .pipeline import FlashVideoPipeline, load_model
     from .tokenizer import load_tokenizer
 
@@ -366,8 +368,9 @@ def cmd_export(args) -> None:
         raise ValueError(f"--sampling must be a JSON object, e.g. '{{\"temperature\": 0.8}}' ({e.msg})") from None
     model = load_model(Path(args.checkpoint))
     model.config = dataclasses.replace(model.config, sampling=sampling)   # checked like every config field
-    folder = FlashVideoPipeline(model.eval(), load_tokenizer(args.tokenizer, model.config)).save_pretrained(args.out)
-    print(f"exported {args.checkpoint} with sampling {sampling} to {folder}")
+    folder = FlashVideoPipeline(model.eval(), load_tokenizer(args.tokenizer, model.config)).save_pretrained(
+        args.out, dtype=getattr(torch, args.dtype))
+    print(f"exported {args.checkpoint} with sampling {sampling} and {args.dtype} weights to {folder}")
 
 
 def cmd_eval(args) -> None:
@@ -464,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--tokenizer", default="runs/tokenizer", help="folder written by train-tokenizer")
     x.add_argument("--out", required=True, help="the model folder to write, e.g. checkpoints/shapes")
     x.add_argument("--sampling", default="{}", help="the model's default sampling, as JSON (see eval --sweep)")
+    x.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                   help="how the weights are stored (float16: half the size; loaded back as float32)")
     x.set_defaults(func=cmd_export)
 
     e = sub.add_parser("eval", help="score a checkpoint on the shapes world (markdown + JSON)")

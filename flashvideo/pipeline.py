@@ -135,10 +135,15 @@ class FlashVideoPipeline:
         model = load_model(folder)
         return cls(model, load_tokenizer(folder, model.config))
 
-    def save_pretrained(self, folder, push_to_hub: bool = False, repo_id: str | None = None, **hub_kwargs) -> Path:
+    def save_pretrained(self, folder, push_to_hub: bool = False, repo_id: str | None = None, *,
+                        dtype: torch.dtype | None = None, **hub_kwargs) -> Path:
         """Write the folder `from_pretrained` reads. Refuses weights holding NaN or inf (they could never
         be loaded back); config.json and model.safetensors are written under temporary names and then
         renamed into place, so a crash never leaves a half-written file under the real name.
+
+        dtype=torch.float16 stores the weights at half the size (loading turns them back into float32): the
+        shipped model's file stays under 10 MB, so a Space holds it without LFS. Rounding changes a weight by at
+        most 1/2048 of itself.
 
         push_to_hub=True: then write a model card (README.md: config, words, eval table) and upload the
         folder to the Hub repo `repo_id` ("org/name"); `hub_kwargs` go to `flashvideo.hub.push_to_hub`
@@ -149,7 +154,10 @@ class FlashVideoPipeline:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        state = {k: v.detach().cpu().to(dtype if dtype and v.is_floating_point() else v.dtype).contiguous()
+                 for k, v in self.model.state_dict().items()}
         bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
             raise ValueError(f"refusing to save weights holding NaN or inf: {bad[:5]}")

@@ -30,6 +30,19 @@ def test_round_trip_gives_identical_video(tiny_pipe, saved):
     assert np.array_equal(loaded("a blue square grows", **kw).frames, tiny_pipe("a blue square grows", **kw).frames)
 
 
+def test_half_precision_storage_halves_the_file_and_loads_as_float32(tiny_pipe, saved, tmp_path):
+    half = tiny_pipe.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    size = lambda folder: (folder / "model.safetensors").stat().st_size
+    assert size(half) < 0.55 * size(saved)
+    loaded = FlashVideoPipeline.from_pretrained(half).model
+    for name, w in tiny_pipe.model.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == w.dtype
+        assert torch.equal(got, w.half().float() if w.is_floating_point() else w)
+    with pytest.raises(ValueError, match="dtype must be"):
+        tiny_pipe.save_pretrained(tmp_path / "bad", dtype=torch.int8)
+
+
 def test_hub_id_loads_offline_from_a_cache(saved, tmp_path):
     """Build a real huggingface_hub cache by hand and load 'flashvideo/tiny' from it with HF_HUB_OFFLINE=1."""
     home = tmp_path / "hf"

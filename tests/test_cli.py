@@ -9,6 +9,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from flashvideo import demo
@@ -353,6 +354,9 @@ def test_export_writes_a_model_folder_with_its_default_sampling(ckpt, tmp_path):
     assert pipe.default_sampling.temperature == 0.5 and pipe.default_sampling.guidance_scale == 2
     original = FlashVideoPipeline.from_pretrained(ckpt)
     assert all((a == b).all() for a, b in zip(pipe.model.state_dict().values(), original.model.state_dict().values()))
+    main(["export", str(ckpt), "--tokenizer", str(ckpt), "--out", str(tmp_path / "half"), "--dtype", "float16"])
+    half = FlashVideoPipeline.from_pretrained(tmp_path / "half").model.state_dict()
+    assert all(torch.equal(half[k], v.half().float()) for k, v in original.model.state_dict().items() if v.is_floating_point())
     for bad, message in (('{"temperature": -2}', "sampling: temperature"), ("x", "--sampling must be a JSON object")):
         with pytest.raises(SystemExit) as e:
             main(["export", str(ckpt), "--tokenizer", str(ckpt), "--out", str(tmp_path / "bad"), "--sampling", bad])
