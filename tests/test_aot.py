@@ -100,6 +100,7 @@ def test_pipeline_opts_in_by_name_and_reports_the_step(tmp_path, monkeypatch, ti
     assert ev.stats["step"] == "eager"
 
 
+@needs_compiler
 def test_the_app_builds_its_step_once_before_serving(tmp_path, monkeypatch):
     """`python app.py` (`demo.build_step_at_start`): no build when FLASHVIDEO_COMPILE says eager or torch.compile,
     a failed build leaves the eager step serving, a real build is used at once and found again on the next start."""
