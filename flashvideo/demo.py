@@ -118,8 +118,7 @@ def build_step_at_start(model: str | os.PathLike | None = None) -> str:
     except Exception as e:
         log.warning("building the step failed; the eager step serves (%s: %s)", type(e).__name__, str(e)[:300])
         return pipe.model.step_backend
-    aot.load_step(pipe.model)
-    warm_up(pipe)
+    aot.load_step(pipe.model)  # the app's warm-up request (`launch(warm=True)`) then runs it once
     log.info("built and loaded the %s step in %.0f s", pipe.model.step_backend, time.perf_counter() - t0)
     return pipe.model.step_backend
 

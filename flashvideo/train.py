@@ -262,7 +262,7 @@ def grow_depth(small: RetNet, big: RetNet) -> None:
     its two residual projections (retention.out, glu.down) zeroed, so it adds nothing until it trains.
     4 -> 6 layers: old, old, new, old, old, new."""
     old, extra = small.config.n_layers, big.config.n_layers - small.config.n_layers
-    places = [i + (i * extra) // old for i in range(old)] if extra else list(range(old))
+    places = [i + (i * extra) // old for i in range(old)]  # where the old blocks go
     state = {k: v for k, v in small.state_dict().items() if not k.startswith("blocks.")}
     for i, j in enumerate(places):
         state.update({f"blocks.{j}.{k}": v for k, v in small.blocks[i].state_dict().items()})
