@@ -16,9 +16,13 @@ serves other weights. Load after the weights are final: a model trained further 
 
 Precision: a float32 build computes what the eager step computes (to float rounding). A bfloat16 build stores the
 matrix weights in bfloat16 (activations, norms and the retention state stay float32): a step reads half the bytes,
-so it runs in about 0.7x the time (341 against 467 us for the shipped model, `bench --sections floor --aoti`), and
-its logits differ from float32's by about 0.1 at most, which moves a code only where two codes were nearly equally
-likely. `load_step` takes the bfloat16 build when both exist.
+and its logits differ from float32's by about 0.1 at most, which moves a code only where two codes were nearly
+equally likely. Which is faster depends on the CPU. On one machine the bfloat16 build ran a one-row step in 0.73x
+the float32 build's time (341 against 467 us; its CPU flags were not recorded). On an AMD EPYC with AVX2 and no
+bfloat16 arithmetic it is about as fast at one row but 6x slower at 40 rows (57 against 9.4 ms; batched pairs and
+batched users run such steps), its weights being widened on every product. So `preferred_precisions()` puts
+bfloat16 first only on a CPU with bfloat16 arithmetic (AVX-512 BF16, AMX): `load_step` takes the first of them
+that is built, and `python app.py` and `python -m flashvideo.aot build` build the first.
 """
 from __future__ import annotations
 
@@ -47,7 +51,8 @@ MAX_BATCH = 192  # rows per step the build accepts (dynamic batch 1..MAX_BATCH; 
 # "rows": the rotation is given per row (B, 2, 2D), so rows of different videos at different positions (batched
 # serving) run the build too; a shared position is expanded to every row. The batch limit is part of the name too.
 BUILD = f"frozen-rows{MAX_BATCH}"
-PRECISIONS = ("bfloat16", "float32")  # the order `load_step` tries them in
+PRECISIONS = ("float32", "bfloat16")
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")  # CPU flags of bfloat16 arithmetic: a bfloat16 build is preferred there
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
                 "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve")
 
@@ -56,8 +61,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("FLASHVIDEO_CACHE") or Path.home() / ".cache" / "flashvideo")
 
 
-def cpu_key() -> str:
-    """e.g. 'x86_64-intel-xeon-platinum-8481c-avx512f-...-torch2.13.0-1a2b3c4d': one folder per CPU type."""
+def _cpu() -> tuple[str, set]:
+    """The CPU's model name and its flags, from /proc/cpuinfo (empty where there is none)."""
     name, flags = platform.processor() or "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -68,10 +73,23 @@ def cpu_key() -> str:
                 flags = set(value.split())
     except OSError:
         pass
+    return name, flags
+
+
+def cpu_key() -> str:
+    """e.g. 'x86_64-intel-xeon-platinum-8481c-avx512f-...-torch2.13.0-1a2b3c4d': one folder per CPU type."""
+    name, flags = _cpu()
     vec = [f for f in VECTOR_FLAGS if f in flags]
     words = "-".join(re.findall(r"[a-z0-9]+", name.lower()))[:48] or "cpu"
     digest = hashlib.sha1(" ".join([name, *sorted(flags), torch.__version__]).encode()).hexdigest()[:8]
     return f"{platform.machine()}-{words}-{'-'.join(vec) or 'novec'}-torch{torch.__version__.split('+')[0]}-{digest}"
+
+
+def preferred_precisions(flags: set | None = None) -> tuple:
+    """PRECISIONS, fastest first on this CPU (or on one with these flags): bfloat16 first only where the CPU
+    has bfloat16 arithmetic (see the module docstring for the measurements)."""
+    flags = _cpu()[1] if flags is None else flags
+    return ("bfloat16", "float32") if flags & set(NATIVE_BF16) else ("float32", "bfloat16")
 
 
 def model_key(model: RetNet) -> str:
@@ -136,9 +154,9 @@ def build_step(model: RetNet, cache_dir: Path | None = None, precision: str = "f
 
 def load_step(model: RetNet, cache_dir: Path | None = None, precision: str | None = None) -> bool:
     """Use the build for this CPU type and these weights if one exists (no building here): of `precision`, or
-    else the first of PRECISIONS built. Returns whether `model.step` now runs it; a missing build is silent, a
-    failed load is logged with its reason. `model.step_backend` becomes "aoti" (float32) or "aoti-bfloat16"."""
-    paths = step_paths(model, cache_dir, (precision,) if precision else PRECISIONS)
+    else the first of `preferred_precisions()` built. Returns whether `model.step` now runs it; a missing build is
+    silent, a failed load is logged with its reason. `model.step_backend` becomes "aoti" (float32) or "aoti-bfloat16"."""
+    paths = step_paths(model, cache_dir, (precision,) if precision else preferred_precisions())
     found = [p for p, path in paths.items() if path.exists()]
     if not found:
         return False
@@ -182,8 +200,9 @@ def main(argv=None) -> None:
     p.add_argument("command", choices=["build", "status"])
     p.add_argument("--model", default=None, help="checkpoint folder or Hub repo id (default: the shipped model)")
     p.add_argument("--cache", default=None, help="cache folder (default: $FLASHVIDEO_CACHE or ~/.cache/flashvideo)")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32",
-                   help="the weights' precision in the build (bfloat16: about 0.7x the step time; see the docstring)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"the weights' precision in the build (default here: {preferred_precisions()[0]}, the faster "
+                        "on this CPU's kind; see the docstring)")
     args = p.parse_args(argv)
     model = FlashVideoPipeline.from_pretrained(args.model).model
     cache = Path(args.cache) if args.cache else None
@@ -192,7 +211,7 @@ def main(argv=None) -> None:
             print(f"{precision}: {path}: {'built' if path.exists() else 'not built'}")
         return
     t0 = time.perf_counter()
-    path = build_step(model, cache, args.precision)
+    path = build_step(model, cache, args.precision or preferred_precisions()[0])
     print(f"built {path} in {time.perf_counter() - t0:.0f} s; loaded: {load_step(model, cache)} ({model.step_backend})")
 
 

@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long", type=int, default=12, help="16-key-frame videos (and a third as many 64-key-frame streams)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--aoti", action="store_true",
-                   help="score with the step built by `python -m flashvideo.aot build` (bfloat16 if built), not eager")
+                   help="score with the step built by `python -m flashvideo.aot build`, not eager")
     e.add_argument("--sweep", type=int, default=0, metavar="N",
                    help="instead: the sampling sweep (the table the defaults were chosen from) on N prompts")
     e.set_defaults(func=cmd_eval)

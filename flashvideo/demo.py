@@ -95,7 +95,8 @@ def warm_up(pipe: FlashVideoPipeline) -> None:
 
 def build_step_at_start(model: str | os.PathLike | None = None) -> str:
     """`python app.py`, before it serves anyone: if this machine has no AOTInductor step for this CPU type and
-    these weights, build the bfloat16 one now (once; tens of seconds of CPU, logged) and use it, so that a fresh
+    these weights, build one now (of `aot.preferred_precisions()`'s first precision; once, tens of seconds of CPU,
+    logged) and use it, so that a fresh
     machine or a Space decodes at full speed from its first click without a request ever waiting for a compiler.
     A failed build (no C++ compiler, ...) is logged and the eager step serves. $FLASHVIDEO_COMPILE=0 or 1 skips
     it. Returns the step in use ("eager", "aoti-bfloat16", ...), or "" if the model did not load."""
@@ -114,7 +115,7 @@ def build_step_at_start(model: str | os.PathLike | None = None) -> str:
              "minute; FLASHVIDEO_COMPILE=0 skips it)")
     t0 = time.perf_counter()
     try:
-        aot.build_step(pipe.model, precision="bfloat16")
+        aot.build_step(pipe.model, precision=aot.preferred_precisions()[0])
     except Exception as e:
         log.warning("building the step failed; the eager step serves (%s: %s)", type(e).__name__, str(e)[:300])
         return pipe.model.step_backend

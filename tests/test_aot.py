@@ -73,15 +73,22 @@ def test_built_step_matches_eager_and_falls_back(tmp_path):
     assert model.step_backend == "eager" and "_recurrent" not in model.__dict__
 
 
+def test_bfloat16_comes_first_only_on_a_cpu_with_bfloat16_arithmetic():
+    assert aot.preferred_precisions({"avx2", "fma"}) == ("float32", "bfloat16")
+    assert aot.preferred_precisions({"avx512f", "avx512_bf16"}) == ("bfloat16", "float32")
+    assert aot.preferred_precisions({"amx_bf16"}) == ("bfloat16", "float32")
+    assert aot.preferred_precisions(set()) == ("float32", "bfloat16")
+
+
 @needs_compiler
 @torch.no_grad()
-def test_a_bfloat16_build_is_preferred_and_close_to_float32(tmp_path):
+def test_a_bfloat16_build_is_close_to_float32_and_loaded_where_preferred(tmp_path, monkeypatch):
     model, ids, state = prefilled()
     eager, _ = model.step(ids[:, 6], state, [6, 7, 8])
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     aot.build_step(model, tmp_path, precision="bfloat16")
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the model keeps float32
-    assert aot.load_step(model, tmp_path) and model.step_backend == "aoti-bfloat16"
+    assert aot.load_step(model, tmp_path) and model.step_backend == "aoti-bfloat16"  # the only one built
     built, built_state = model.step(ids[:, 6], state, [6, 7, 8])
     assert built.dtype == torch.float32 and all(s.dtype == torch.float32 for s in built_state)
     err = (built - eager).abs().max().item()
@@ -89,6 +96,12 @@ def test_a_bfloat16_build_is_preferred_and_close_to_float32(tmp_path):
     assert aot.load_step(model, tmp_path, precision="float32") is False  # only what was built is loaded
     with pytest.raises(ValueError, match="precision must be one of"):
         aot.step_path(model, tmp_path, "float16")
+    aot.unload_step(model)
+    aot.build_step(model, tmp_path, precision="float32")
+    real = aot.preferred_precisions
+    for flags, backend in (({"avx2"}, "aoti"), ({"avx512_bf16"}, "aoti-bfloat16")):  # both built: the CPU decides
+        monkeypatch.setattr(aot, "preferred_precisions", lambda f=flags: real(f))
+        assert aot.load_step(model, tmp_path) and model.step_backend == backend
 
 
 def test_pipeline_opts_in_by_name_and_reports_the_step(tmp_path, monkeypatch, tiny_pipe):
@@ -126,11 +139,12 @@ def test_the_app_builds_its_step_once_before_serving(tmp_path, monkeypatch):
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
+    built = {"float32": "aoti", "bfloat16": "aoti-bfloat16"}[aot.preferred_precisions()[0]]  # this CPU's faster
     try:
         assert start(no_build, env="0") == "eager"
         assert start(no_compiler) == "eager"                  # logged; the app serves eagerly
-        assert start(real_build) == "aoti-bfloat16"
-        assert lib.load_pipeline(folder).model.step_backend == "aoti-bfloat16"   # the pipeline the app serves
-        assert start(no_build) == "aoti-bfloat16"             # the next start finds the build
+        assert start(real_build) == built
+        assert lib.load_pipeline(folder).model.step_backend == built   # the pipeline the app serves
+        assert start(no_build) == built                       # the next start finds the build
     finally:
         lib._load.cache_clear()
