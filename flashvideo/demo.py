@@ -95,11 +95,11 @@ def warm_up(pipe: FlashVideoPipeline) -> None:
 
 def build_step_at_start(model: str | os.PathLike | None = None) -> str:
     """`python app.py`, before it serves anyone: if this machine has no AOTInductor step for this CPU type and
-    these weights, build one now (of `aot.preferred_precisions()`'s first precision; once, tens of seconds of CPU,
-    logged) and use it, so that a fresh
-    machine or a Space decodes at full speed from its first click without a request ever waiting for a compiler.
-    A failed build (no C++ compiler, ...) is logged and the eager step serves. $FLASHVIDEO_COMPILE=0 or 1 skips
-    it. Returns the step in use ("eager", "aoti-bfloat16", ...), or "" if the model did not load."""
+    these weights in the precision this CPU runs faster (`aot.preferred_precisions()`), build it now (once; tens
+    of seconds of CPU, logged) and use it, so that a fresh machine or a Space decodes at full speed from its first
+    click without a request ever waiting for a compiler. A failed build (no C++ compiler, ...) is logged and the
+    step loaded before (the eager one, or a build of the other precision) serves. $FLASHVIDEO_COMPILE=0 or 1
+    skips it. Returns the step in use ("eager", "aoti", ...), or "" if the model did not load."""
     import logging
 
     from . import aot
@@ -109,15 +109,17 @@ def build_step_at_start(model: str | os.PathLike | None = None) -> str:
         pipe = load_pipeline(model)
     except Exception:  # the app says why on its page
         return ""
-    if os.environ.get(COMPILE_ENV) in ("0", "1") or pipe.model.step_backend != "eager":
+    precision = aot.preferred_precisions()[0]
+    if os.environ.get(COMPILE_ENV) in ("0", "1") or aot.step_path(pipe.model, precision=precision).exists():
         return pipe.model.step_backend
     log.info("building the recurrent step ahead of time for this CPU (once per CPU type and weights, about a "
              "minute; FLASHVIDEO_COMPILE=0 skips it)")
     t0 = time.perf_counter()
     try:
-        aot.build_step(pipe.model, precision=aot.preferred_precisions()[0])
+        aot.build_step(pipe.model, precision=precision)
     except Exception as e:
-        log.warning("building the step failed; the eager step serves (%s: %s)", type(e).__name__, str(e)[:300])
+        log.warning("building the step failed; the %s step serves (%s: %s)", pipe.model.step_backend,
+                    type(e).__name__, str(e)[:300])
         return pipe.model.step_backend
     aot.load_step(pipe.model)  # the app's warm-up request (`launch(warm=True)`) then runs it once
     log.info("built and loaded the %s step in %.0f s", pipe.model.step_backend, time.perf_counter() - t0)

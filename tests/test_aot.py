@@ -116,7 +116,8 @@ def test_pipeline_opts_in_by_name_and_reports_the_step(tmp_path, monkeypatch, ti
 @needs_compiler
 def test_the_app_builds_its_step_once_before_serving(tmp_path, monkeypatch):
     """`python app.py` (`demo.build_step_at_start`): no build when FLASHVIDEO_COMPILE says eager or torch.compile,
-    a failed build leaves the eager step serving, a real build is used at once and found again on the next start."""
+    a failed build leaves the eager step serving, a real build is used at once and found again on the next start,
+    and a build of the precision this CPU runs slower does not stop the faster one from being built."""
     from conftest import make_tiny_pipeline
     from flashvideo import demo as lib
 
@@ -139,10 +140,16 @@ def test_the_app_builds_its_step_once_before_serving(tmp_path, monkeypatch):
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    built = {"float32": "aoti", "bfloat16": "aoti-bfloat16"}[aot.preferred_precisions()[0]]  # this CPU's faster
+    backend = {"float32": "aoti", "bfloat16": "aoti-bfloat16"}
+    faster, slower = aot.preferred_precisions()  # on this CPU
+    built = backend[faster]
     try:
         assert start(no_build, env="0") == "eager"
         assert start(no_compiler) == "eager"                  # logged; the app serves eagerly
+        with monkeypatch.context() as m:                      # a start on a CPU that prefers the other precision
+            m.setattr(aot, "preferred_precisions", lambda: (slower, faster))
+            assert start(real_build) == backend[slower]
+        assert start(no_compiler) == backend[slower]          # this CPU's build fails: the other one serves
         assert start(real_build) == built
         assert lib.load_pipeline(folder).model.step_backend == built   # the pipeline the app serves
         assert start(no_build) == built                       # the next start finds the build
