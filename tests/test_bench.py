@@ -96,6 +96,23 @@ def test_step_cost_counts_the_linear_layers():
     assert cost["weight_bytes"] == 4 * (weights + config.d_model)
 
 
+def test_full_bench_times_the_shipped_models_size(tmp_path, monkeypatch):
+    from flashvideo.bench import common
+    from flashvideo.pipeline import DEFAULT_CHECKPOINT
+
+    shipped = FlashVideoConfig.load(DEFAULT_CHECKPOINT / "config.json")
+    size = common.Settings().model
+    assert size == common.Settings().headline_model
+    assert common.model_config(common.Settings()).n_layers == shipped.n_layers
+    assert {k: getattr(shipped, k) for k in common.SIZE_FIELDS} == size
+    # another size in the checkpoint's config is followed; no checkpoint: the default config
+    (tmp_path / "config.json").write_text(json.dumps({**shipped.to_dict(), "n_layers": 3, "d_model": 64}))
+    monkeypatch.setattr(common, "DEFAULT_CHECKPOINT", tmp_path)
+    assert (common.Settings().model["n_layers"], common.Settings().model["d_model"]) == (3, 64)
+    monkeypatch.setattr(common, "DEFAULT_CHECKPOINT", tmp_path / "missing")
+    assert common.model_config(common.Settings()).n_layers == FlashVideoConfig().n_layers
+
+
 def test_every_section_module_stays_small():
     from pathlib import Path
 
