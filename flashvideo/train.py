@@ -2,7 +2,8 @@
 
 Each batch is one task, drawn at random:
 * key frames: K in 2..max_key_frames frames at t = 0..K-1; with probability `p_given` the first frame
-  is given (prediction) and carries no loss;
+  is given (prediction) and carries no loss; with probability `p_first`, K = 1: a first frame alone, the
+  hardest frame of a video (drawn from the prompt with nothing to continue from);
 * interpolation: n in 1..max_interp_frames frames between key frames at t0 and t0+1, the loss on the
   n in-between frames only.
 
@@ -40,7 +41,7 @@ from .world import World, make_world
 
 def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
                p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0,
-               p_shake: float = 0.0):
+               p_shake: float = 0.0, p_first: float = 0.0):
     """-> tokens (B, L), targets (B, L), and a short description of the task. Clips come from `source`,
     any `flashvideo.world.World`.
 
@@ -50,7 +51,8 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     which classifier-free guidance needs). With probability ``p_stream`` a key-frame batch is a piece
     of an endless stream: its serial numbers start at a random point of their cycle (`Layout.key_sn`)
     and, where the source can, the prompt changes at a random frame boundary. With ``p_shake`` the
-    input frames are shaken (`shake`) while the targets stay the true codes."""
+    input frames are shaken (`shake`) while the targets stay the true codes. With ``p_first`` a key-frame batch
+    is of first frames alone (K = 1, SN 1, never given)."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
     first, switch_at = 1, None
@@ -61,10 +63,11 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
         times = [t0 + t[0], t0 + t[-1]] + [t0 + x for x in t[1:-1]]  # slot order: A, B, middle
         generated, task = range(2, n + 2), f"interp n={n}"
     else:
-        k = int(rng.integers(2, int(t_max) + 2))
-        given = rng.random() < p_given
+        single = p_first > 0 and rng.random() < p_first   # (no draw when off: earlier runs' data stay the same)
+        k = 1 if single else int(rng.integers(2, int(t_max) + 2))
+        given = not single and rng.random() < p_given
         times, generated, task = list(range(k)), range(1 if given else 0, k), f"key K={k}{' +first' if given else ''}"
-        if rng.random() < p_stream:
+        if not single and rng.random() < p_stream:
             first = int(rng.integers(1, c.n_sn + 1))
             if source.sample_switch is not None and k >= 3:
                 switch_at = int(rng.integers(1, k))
@@ -153,6 +156,7 @@ class TrainConfig:
     p_stream: float = 0.0                  # key-frame batches cut from an endless stream (SN phase, prompt switch)
     p_shake: float = 0.0                   # input codes moved to a neighbour's with p up to this (`shake`)
     p_self: float = 0.0                    # input codes replaced by the model's own draws, p up to this (`self_feed`)
+    p_first: float = 0.0                   # key-frame batches of first frames alone (K = 1)
     ema: float = 0.0                       # decay of an exponential moving average of the weights (0 = none)
     seed: int = 0
     log_every: int = 10
@@ -329,7 +333,7 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
         while step < end and not stop["now"]:
             rng = np.random.default_rng([tc.seed, rank, step])
             tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given,
-                                              tc.p_uncond, tc.batch_tokens, tc.p_stream, tc.p_shake)
+                                              tc.p_uncond, tc.batch_tokens, tc.p_stream, tc.p_shake, tc.p_first)
             data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:

@@ -222,3 +222,28 @@ def test_self_feed_replaces_only_generated_codes_with_the_models_draws():
     again = self_feed(np.random.default_rng(0), model, tokens, targets, 1.0)
     assert torch.equal(fed, again)                                    # seeded by the step's generator
     assert torch.equal(self_feed(np.random.default_rng(0), model, tokens, targets, 0.0), tokens)
+
+
+def test_p_first_batches_are_lone_first_frames_and_off_changes_nothing(tokenizer_dir):
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.layout import KEY, Layout
+    from flashvideo.tokenizer import read_tokenizer
+    from flashvideo.train import make_batch
+    from flashvideo.world import make_world
+
+    tok = read_tokenizer(tokenizer_dir)
+    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=len(shapes.vocabulary()) + 1, text_len=4,
+                         max_key_frames=3, max_interp_frames=2, d_model=16, n_heads=2)
+    layout, world = Layout(c), make_world("shapes", 32)
+
+    def batch(seed, **kw):
+        return make_batch(np.random.default_rng(seed), world, tok, layout, 3, p_interp=0.0, p_given=1.0, **kw)
+
+    tokens, targets, task = batch(0, p_first=1.0, p_stream=1.0)
+    assert task == "key K=1" and tokens.shape == (3, layout.frame_len)         # one frame, never given, ...
+    text = tokens[0, 1:layout.header_len - 1]
+    assert torch.equal(tokens[0, :layout.header_len], layout.header(KEY, text, layout.key_sn(1)))   # ... at SN 1
+    assert (targets != -100).sum() == 3 * c.frame_tokens                       # the loss is on its every code
+    for seed in range(5):                                                      # off: the data of earlier runs
+        a, b = batch(seed, p_stream=0.5), batch(seed, p_stream=0.5, p_first=0.0)
+        assert a[2] == b[2] and "K=1" != a[2] and torch.equal(a[0], b[0])
