@@ -10,7 +10,8 @@ Every generated video (key frames and in-between frames alike) is read by the an
   as a share of the world's;
 * stability -- the coefficient of variation of a moving object's area, the share of frames whose
   colour or shape class differs from the prompt (flicker), and garbled frames (no object, stray
-  coloured pixels, or an area off by 2x from the video's median);
+  coloured pixels, or an area off by 2x from the video's median); and apart, how often the first frame, the one
+  drawn from the prompt alone, shows the prompted shape and colour;
 * timing -- where each in-between frame sits between its key frames (0.25 / 0.5 / 0.75 for n = 3), over
   the pairs whose key frames moved the prompted way;
 * length -- the same measures on the first and the last 4 key frames of 16-key-frame videos;
@@ -97,6 +98,7 @@ def video_scores(frames: np.ndarray, times, colour: str, shape: str, motion: str
         "net_share": float(progress.sum() / expected.sum()) if expected.sum() else float("nan"),
         "area_cv": float(area.std() / area.mean()) if moving and len(area) > 1 else None,
         "flicker": sum(s != shape or c != colour for s, c in zip(m["shapes"], m["colours"])),
+        "first_right": m["shapes"][0] == shape and m["colours"][0] == colour,
         "frames": len(frames), "garbled": int(garbled.sum()), "timing": timing,
     }
 
@@ -122,6 +124,7 @@ def summarise(scores: list[dict]) -> dict:
         "net_share_median": float(np.median([s["net_share"] for s in scores])),
         "area_cv_median": float(np.median(cvs)) if cvs else None,
         "flicker_frames": sum(s["flicker"] for s in scores) / sum(s["frames"] for s in scores),
+        "first_frame_right": sum(s["first_right"] for s in scores) / n,
         "garbled_frames": sum(s["garbled"] for s in scores),
         "frames": sum(s["frames"] for s in scores),
         "timing": {j: float(np.nanmean(v)) for j, v in sorted(timing.items())},
@@ -138,7 +141,8 @@ def check_detector(n: int = 24, size: int = 64) -> dict:
     still = shapes.render("red", "square", "moves right", 3, [0] * len(tl.times), size)
     drift = np.stack([np.roll(f, int(round(i / (len(tl.times) - 1))), axis=1) for i, f in enumerate(still)])
     drift_scores = video_scores(drift, tl.times, "red", "square", "moves right")
-    ok = (ref["colour"] == ref["shape"] == ref["motion"] == ref["forward_steps"] == ref["net_within_25"] == 1.0
+    ok = (ref["colour"] == ref["shape"] == ref["motion"] == ref["forward_steps"] == ref["net_within_25"]
+          == ref["first_frame_right"] == 1.0
           and ref["flicker_frames"] == 0 and ref["garbled_frames"] == 0 and not drift_scores["motion"])
     return {"ok": bool(ok), "ground_truth": ref, "drift_1px": {k: drift_scores[k] for k in ("motion", "forward", "steps")}}
 
@@ -326,6 +330,8 @@ def to_markdown(r: dict) -> str:
          f"{pct(al['net_within_25'])} ({al['net_share_median']:.2f})"),
         ("moving objects' area coefficient of variation (median)", f"{al['area_cv_median']:.3f}"),
         ("frames whose shape or colour differs from the prompt (flicker)", pct(al["flicker_frames"])),
+        ("videos whose first frame shows the prompted shape and colour (it is drawn from the prompt alone)",
+         pct(al["first_frame_right"])),
         ("garbled or collapsed frames", f"{al['garbled_frames']} of {al['frames']}"),
         ("in-between timing (world: 0.25 / 0.50 / 0.75)", timing),
         (f"{lg['key_frames']}-key-frame videos, first vs last {lg['window']} key frames: steps forward",

@@ -26,7 +26,7 @@ def test_ground_truth_scores_100_percent_and_a_drift_is_not_motion():
     assert check["ok"], check
     gt = check["ground_truth"]
     assert gt["timing"] == {1: 0.25, 2: 0.5, 3: 0.75} or np.allclose(list(gt["timing"].values()), [0.25, 0.5, 0.75])
-    assert gt["area_cv_median"] < 0.02 and gt["backtrack"] == 0
+    assert gt["area_cv_median"] < 0.02 and gt["backtrack"] == 0 and gt["first_frame_right"] == 1.0
     assert check["drift_1px"]["motion"] is False
 
 
@@ -43,7 +43,10 @@ def test_bad_videos_score_low():
     assert s["truth"]["forward"] == s["truth"]["steps"] and s["truth"]["flicker"] == 0
     assert not s["still"]["motion"] and s["still"]["forward"] == 0 and abs(s["still"]["net_share"]) < 0.1
     assert not s["backwards"]["motion"] and s["backwards"]["net_share"] < -0.9
-    assert s["morph"]["flicker"] >= 5
+    assert s["morph"]["flicker"] >= 5 and s["morph"]["first_right"]      # its odd frames are squares
+    wrong_start = truth.copy()
+    wrong_start[0] = shapes.render("red", "square", "moves right", 1, tl.times[:1])[0]
+    assert not video_scores(wrong_start, tl.times, "red", "circle", "moves right")["first_right"]
     timing = summarise([s["ahead"]])["timing"]
     assert abs(timing[1] - 0.25) > 0.2                                  # in-between frames off schedule
     blank = np.zeros_like(truth)
@@ -60,7 +63,7 @@ def test_evaluate_runs_end_to_end():
     pipe = FlashVideoPipeline(RetNet(config), VQTokenizer(words, vq))
     r = evaluate(pipe, seen=2, heldout=1, clips=1, long=1)
     assert r["seen"]["videos"] == 2 and r["heldout"]["videos"] == 1
-    for key in ("colour", "shape", "motion", "forward_steps", "flicker_frames"):
+    for key in ("colour", "shape", "motion", "forward_steps", "flicker_frames", "first_frame_right"):
         assert 0 <= r["all"][key] <= 1
     assert r["interpolation_rho0"]["inherited"] == 0 and 0 <= r["interpolation_rho05"]["inherited"] <= 1
     cost = r["rho05_cost"]                            # paired over the same 4 clips
