@@ -1,0 +1,102 @@
+"""How often is a video's first frame right, and what would pick a right one? Not a test (no assertions); the README
+quotes its output.
+
+    python tests/first_frame_probe.py [MODEL ...] [--candidates 8]   # default: the shipped model; ~3 min a model
+
+A first frame is drawn from the prompt alone; later key frames continue the object they are given, so a wrong start
+is carried on (`evaluate`'s "first frame shows the prompt" row). For the eval's prompts (45 seen and 15 held-out
+combinations, 2 seeds each), each model draws `--candidates` first frames per prompt with its default sampling, and
+the probe prints how often `shapes.measure` reads the prompted shape and colour in:
+  * the first candidate (what the pipeline shows), split by whether the object touches a frame edge;
+  * the candidate the model itself finds likeliest (sum of the log-probabilities of its codes, with the prompt);
+  * any candidate (an upper bound for picking among them).
+Then the first candidate again at other temperatures (guidance as the model's default)."""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from flashvideo import FlashVideoPipeline
+from flashvideo.data import shapes
+from flashvideo.evaluate import spread
+from flashvideo.layout import KEY, UNKNOWN
+from flashvideo.pipeline import _generator, child_seed
+from flashvideo.sampler import SamplingSettings
+
+SEEN, HELD, SEEDS = 45, 15, 2
+TEMPERATURES = (0.4, 0.6, 1.0)
+
+
+def first_frames(pipe, text, seed, n, sampling):
+    """n first frames for one prompt (codes (n, L)) and their log-likelihood under the prompted model (n,)."""
+    L, G = pipe.layout, pipe.config.grid
+    unknown = torch.full((G * G,), UNKNOWN)
+    plan = torch.cat([L.header(KEY, text, 1), unknown])[None].repeat(n, 1)
+    twin = torch.cat([L.header(KEY, L.null_text(), 1), unknown])[None].repeat(n, 1) if sampling.guided else None
+    dec = pipe._decoder([_generator(child_seed(seed, 0, j)) for j in range(n)], sampling, None)
+    tokens = dec.run(plan, twin)
+    with torch.no_grad():
+        logits, _ = pipe.model(tokens)
+    h = L.header_len
+    codes = tokens[:, h:]
+    loglik = logits[:, h - 1:-1].log_softmax(-1).gather(-1, codes[..., None])[..., 0].sum(1)
+    return codes, loglik
+
+
+def prompts():
+    """(seen?, seed, colour, shape, motion): the eval's seen and held-out combinations, SEEDS seeds each."""
+    for seen, combos in ((True, spread(shapes.TRAIN_COMBOS, SEEN)), (False, spread(shapes.HELDOUT_COMBOS, HELD))):
+        for seed in range(SEEDS):
+            for i, (colour, shape, motion) in enumerate(combos):
+                yield seen, seed * 100 + i, colour, shape, motion
+
+
+def probe(pipe, sampling, candidates):
+    """Per prompt: (seen?, first candidate right, likeliest right, any right, first touches an edge)."""
+    rows = []
+    for seen, seed, colour, shape, motion in prompts():
+        codes, loglik = first_frames(pipe, pipe.encode_prompt(shapes.make_prompt(colour, shape, motion)), seed,
+                                     candidates, sampling)
+        frames = pipe.tokenizer.decode_frames(codes.view(len(codes), pipe.config.grid, pipe.config.grid))
+        m = shapes.measure(frames)
+        right = [s == shape and c == colour for s, c in zip(m["shapes"], m["colours"])]
+        obj = abs(frames[0].astype(int) - frames[0].reshape(-1, 3).mean(0)).sum(-1) > 60   # far from the mean colour
+        edge = bool(obj[0].any() or obj[-1].any() or obj[:, 0].any() or obj[:, -1].any())
+        rows.append((seen, right[0], right[int(loglik.argmax())], any(right), edge))
+    return rows
+
+
+def share(rows, col):
+    seen = [r[col] for r in rows if r[0]]
+    held = [r[col] for r in rows if not r[0]]
+    return f"{sum(seen) / len(seen):.0%} seen / {sum(held) / len(held):.0%} held out"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--candidates", type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for model in args.models or [None]:
+        pipe = FlashVideoPipeline.from_pretrained(model)
+        default = SamplingSettings.resolve(None, pipe.config.sampling)
+        rows = probe(pipe, default, args.candidates)
+        print(f"== {model or 'shipped'}: temperature {default.temperature}, guidance {default.guidance_scale}, "
+              f"{args.candidates} candidates a prompt")
+        print(f"first candidate right: {share(rows, 1)}")
+        for edge, where in ((True, "touching an edge"), (False, "inside the frame")):
+            hits = [r[1] for r in rows if r[4] == edge]
+            print(f"  first candidate {where}: {sum(hits)} of {len(hits)} right")
+        print(f"likeliest candidate right: {share(rows, 2)}")
+        print(f"any candidate right: {share(rows, 3)}", flush=True)
+        for t in TEMPERATURES:
+            sampling = SamplingSettings.resolve(None, pipe.config.sampling, temperature=t)
+            print(f"temperature {t}: first frame right {share(probe(pipe, sampling, 1), 1)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
