@@ -34,8 +34,9 @@ def first_frames(pipe, text, seed, n, sampling):
     """n first frames for one prompt (codes (n, L)) and their log-likelihood under the prompted model (n,)."""
     L, G = pipe.layout, pipe.config.grid
     unknown = torch.full((G * G,), UNKNOWN)
+    neg = pipe._guidance_text(sampling, None)              # the twins' text, as the pipeline's (None: unguided)
     plan = torch.cat([L.header(KEY, text, 1), unknown])[None].repeat(n, 1)
-    twin = torch.cat([L.header(KEY, L.null_text(), 1), unknown])[None].repeat(n, 1) if sampling.guided else None
+    twin = None if neg is None else torch.cat([L.header(KEY, neg, 1), unknown])[None].repeat(n, 1)
     dec = pipe._decoder([_generator(child_seed(seed, 0, j)) for j in range(n)], sampling, None)
     tokens = dec.run(plan, twin)
     with torch.no_grad():
