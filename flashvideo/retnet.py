@@ -250,10 +250,15 @@ class RetNet(nn.Module):
         self.head = nn.Linear(config.d_model, config.n_codes, bias=False)
         init_weights(self, ("retention.out.weight", "glu.down.weight"), config.n_layers)
 
-    def hidden(self, idx, state: State | None = None, offset: int = 0, mode: str = "parallel"):
-        """idx (B, L) -> final hidden states (B, L, D) and the new per-layer state."""
+    def hidden(self, idx, state: State | None = None, offset: int | list = 0, mode: str = "parallel"):
+        """idx (B, L) -> final hidden states (B, L, D) and the new per-layer state. offset: the position of idx[:, 0],
+        an int, or a list of B positions, one per row."""
         x = self.embed(idx)
-        rot = rotation(offset, idx.shape[1], self.config.d_model // self.config.n_heads, idx.device)
+        L, dh = idx.shape[1], self.config.d_model // self.config.n_heads
+        if isinstance(offset, int):
+            rot = rotation(offset, L, dh, idx.device)
+        else:  # one offset per row (rows of different videos, `flashvideo.serving`): (B, 1, L, dh/2, 2), per head
+            rot = torch.stack([rotation(o, L, dh, idx.device) for o in offset])[:, None]
         state = state or [None] * len(self.blocks)
         new_state = []
         for block, s in zip(self.blocks, state):
@@ -272,8 +277,8 @@ class RetNet(nn.Module):
         return logits, F.cross_entropy(logits, targets[keep])
 
     @torch.no_grad()
-    def prefill(self, idx, state: State | None = None, offset: int = 0):
-        """Known tokens idx (B, L) at positions offset.. in one chunkwise pass.
+    def prefill(self, idx, state: State | None = None, offset: int | list = 0):
+        """Known tokens idx (B, L) at positions offset.. (an int, or one per row) in one chunkwise pass.
         Returns the logits for the next position (B, n_codes) and the new state."""
         h, state = self.hidden(idx.to(self.head.weight.device), state, offset, "chunkwise")
         return self.head(h[:, -1]), state

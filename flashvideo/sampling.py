@@ -39,6 +39,38 @@ def torch_threads(n: int | None):
 
 
 @dataclass
+class _Draw:
+    """Rows drawn with one SamplingSettings: the batch rows `rows` (conditional), their unconditional twins `twins`
+    (guided; None unguided), and the Sampler over their generators."""
+    rows: list
+    twins: list | None
+    sampler: Sampler
+    scale: float
+
+    def __post_init__(self):  # a slice where the rows are contiguous: indexing then takes a view
+        self.at = _index(self.rows)
+        self.twins_at = None if self.twins is None else _index(self.twins)
+
+
+def _index(rows: list):
+    contiguous = not rows or rows == list(range(rows[0], rows[-1] + 1))
+    return slice(rows[0] if rows else 0, rows[-1] + 1 if rows else 0) if contiguous else torch.tensor(rows)
+
+
+def segments(todo: list):
+    """The schedule of a plan: (i, j, sampled) per run of positions i..j-1 known in every row (sampled False; one
+    chunkwise pass), and per position where some row samples ((i, i + 1, True); one recurrent step)."""
+    i, n = 0, len(todo)
+    while i < n:
+        j = i + 1
+        if not todo[i]:
+            while j < n and not todo[j]:
+                j += 1
+        yield i, j, todo[i]
+        i = j
+
+
+@dataclass
 class Decoder:
     """Carries the RetNet state and the next-token logits across successive plans."""
     model: torch.nn.Module
@@ -56,11 +88,19 @@ class Decoder:
             self.counts = {}
         for key in ("steps", "chunks", "sampled", "fed"):
             self.counts.setdefault(key, 0)
+        B = len(self.generators)
         self.sampler = Sampler(self.generators, self.sampling)
+        self.draws = [_Draw(list(range(B)), list(range(B, 2 * B)) if self.guided else None, self.sampler,
+                            self.sampling.guidance_scale)]
 
     @property
     def guided(self) -> bool:
         return self.sampling.guided
+
+    @property
+    def rows(self) -> int:
+        """Rows the model decodes: one per generator, twice that when guided."""
+        return len(self.generators) * (2 if self.guided else 1)
 
     def _rows(self, tokens: torch.Tensor, negative: torch.Tensor | None) -> torch.Tensor:
         """The batch the model sees: the rows, then (guided) their unconditional twins."""
@@ -76,54 +116,126 @@ class Decoder:
 
     def feed(self, tokens: torch.Tensor, negative: torch.Tensor | None = None) -> None:
         """Known tokens (B, n) in one chunkwise pass (guided: and their twins' tokens, `negative`)."""
+        tokens = self._rows(tokens, negative)
+        self.tally(tokens)
         with torch_threads(self.threads):
-            self._feed(self._rows(tokens, negative))
-
-    def _feed(self, tokens: torch.Tensor) -> None:
-        self.counts["fed"] += tokens.numel()
-        if not self.chunked:
-            for i in range(tokens.shape[1]):
-                self.logits, self.state = self.model.step(tokens[:, i], self.state, self.pos)
-                self.pos += 1
-                self.counts["steps"] += 1
-            return
-        self.logits, self.state = self.model.prefill(tokens, self.state, self.pos)
-        self.pos += tokens.shape[1]
-        self.counts["chunks"] += 1
+            self._feed(tokens)
 
     def run(self, plan: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the -1 entries of plan (B, n) by sampling; return the completed tokens (B, n).
         Guided: `negative` is the twins' plan (the same but for the text); it is completed alike."""
+        rows = self._check(self._rows(plan, negative).clone())
         with torch_threads(self.threads):
-            return self._run(self._rows(plan, negative).clone())[:plan.shape[0]]
+            return self._run(rows)[:plan.shape[0]]
+
+    def _check(self, plan: torch.Tensor) -> torch.Tensor:
+        """A plan (the model's batch) this decoder can run; its work added to `counts`."""
+        if self.logits is None and bool((plan[:, 0] == UNKNOWN).any()):
+            raise ValueError("a plan cannot start with a token to sample: give the model a header first")
+        self.tally(plan)
+        return plan
+
+    def tally(self, tokens: torch.Tensor) -> None:
+        """Add to `counts` what decoding these rows (the model's batch, (rows, n)) takes alone."""
+        c, rows = self.counts, tokens.shape[0]
+        for i, j, sampled in segments((tokens == UNKNOWN).any(0).tolist()):
+            if sampled:
+                c["steps"] += 1
+            else:
+                c["fed"] += rows * (j - i)
+                c["steps" if not self.chunked else "chunks"] += j - i if not self.chunked else 1
+        c["sampled"] += int((tokens[:len(self.generators)] == UNKNOWN).sum())
+
+    def _feed(self, tokens: torch.Tensor) -> None:
+        if not self.chunked:
+            for i in range(tokens.shape[1]):
+                self._step(tokens[:, i])
+            return
+        self.logits, self.state = self.model.prefill(tokens, self.state, _shared(self.pos))
+        self.pos = _advance(self.pos, tokens.shape[1])
+
+    def _step(self, tokens: torch.Tensor) -> None:
+        self.logits, self.state = self.model.step(tokens, self.state, _shared(self.pos))
+        self.pos = _advance(self.pos, 1)
 
     def _run(self, plan: torch.Tensor) -> torch.Tensor:
-        B = len(self.generators)
-        unknown = (plan[:B] == UNKNOWN).T.tolist()  # per position: which rows sample there
-        i, n = 0, plan.shape[1]
-        while i < n:
-            rows = [r for r, u in enumerate(unknown[i]) if u]
-            if not rows:
-                j = i
-                while j < n and not any(unknown[j]):
-                    j += 1
+        unknown = plan == UNKNOWN
+        for i, j, sampled in segments(unknown.any(0).tolist()):
+            if not sampled:
                 self._feed(plan[:, i:j])
-                i = j
                 continue
-            if self.logits is None:
-                raise ValueError("a plan cannot start with a token to sample: give the model a header first")
-            logits = guide(self.logits[:B], self.logits[B:], self.sampling.guidance_scale) if self.guided else self.logits
-            if len(rows) == B:
-                codes = self.sampler(logits)
-                plan[:B, i] = codes
-            else:
-                codes = self.sampler(logits[rows], rows)
-                plan[rows, i] = codes
-            if self.guided:
-                plan[B:, i] = plan[:B, i]  # the twin is fed the code its row sampled
-            self.counts["sampled"] += len(rows)
-            self.logits, self.state = self.model.step(plan[:, i], self.state, self.pos)
-            self.pos += 1
-            self.counts["steps"] += 1
-            i += 1
+            here = unknown[:, i].tolist()
+            for draw in self.draws:
+                self._draw(draw, plan, i, here)
+            self._step(plan[:, i])
         return plan
+
+    def _draw(self, d: _Draw, plan: torch.Tensor, i: int, unknown: list) -> None:
+        """Sample position i of the draw's rows that sample there; their twins are fed the same codes."""
+        pick = [k for k, r in enumerate(d.rows) if unknown[r]]
+        if not pick:
+            return
+        logits = self.logits[d.at] if d.twins is None else guide(self.logits[d.at], self.logits[d.twins_at], d.scale)
+        if len(pick) == len(d.rows):
+            plan[d.at, i] = d.sampler(logits)
+        else:
+            plan[[d.rows[k] for k in pick], i] = d.sampler(logits[pick], pick)
+        if d.twins is not None:
+            plan[d.twins_at, i] = plan[d.at, i]  # the twin is fed the code its row sampled
+
+    @classmethod
+    def together(cls, decoders: list) -> "Decoder":
+        """One decoder over the rows of several (concurrent requests, `flashvideo.serving`), each keeping its own
+        generators, sampling settings and guidance; rows in the decoders' order, each decoder's rows in a block.
+        Decode with `_feed` / `_run` on the blocks stacked alike, then hand the results back with `scatter`."""
+        first = decoders[0]
+        merged = cls(first.model, [], counts={}, chunked=first.chunked, threads=first.threads)
+        merged.draws, by_settings, at = [], {}, 0
+        for dec in decoders:
+            for d in dec.draws:
+                rows, twins = [at + r for r in d.rows], None if d.twins is None else [at + r for r in d.twins]
+                key = (dec.sampling, d.scale)
+                if key in by_settings:  # one Sampler call for all rows drawn alike
+                    g = by_settings[key]
+                    gens = g.sampler.generators + d.sampler.generators
+                    g.rows, g.twins = g.rows + rows, None if twins is None else g.twins + twins
+                    g.sampler = Sampler(gens, dec.sampling)
+                    g.__post_init__()
+                else:
+                    by_settings[key] = _Draw(rows, twins, Sampler(d.sampler.generators, dec.sampling), d.scale)
+                    merged.draws.append(by_settings[key])
+            at += dec.rows
+        merged.pos = [dec.pos for dec in decoders for _ in range(dec.rows)]
+        merged.state = _stacked([dec.state for dec in decoders], [dec.rows for dec in decoders])
+        merged.logits = _stacked([dec.logits for dec in decoders], [dec.rows for dec in decoders])
+        return merged
+
+    def scatter(self, decoders: list) -> None:
+        """Hand each decoder of `together` its rows' state, logits and position."""
+        sizes = [dec.rows for dec in decoders]
+        states = zip(*(layer.split(sizes) for layer in self.state))
+        starts = [sum(sizes[:k]) for k in range(len(sizes))]
+        for dec, state, logits, start in zip(decoders, states, self.logits.split(sizes), starts):
+            dec.state, dec.logits, dec.pos = list(state), logits, self.pos[start]
+
+
+def _advance(pos, n: int):
+    """Positions n tokens on: an int, or one per row."""
+    return pos + n if isinstance(pos, int) else [p + n for p in pos]
+
+
+def _shared(pos):
+    """An int where every row is at the same position (the model's faster path), else the per-row list."""
+    return pos if isinstance(pos, int) or len(set(pos)) > 1 else pos[0]
+
+
+def _stacked(parts: list, rows: list):
+    """Per-decoder tensors (or per-layer lists of them) stacked along the rows; a decoder that has none yet (nothing
+    fed) gets zeros, which decode exactly as nothing: a zero state adds nothing, and nothing samples from the logits
+    of a row before its first known token. None if no decoder has any."""
+    like = next((p for p in parts if p is not None), None)
+    if like is None:
+        return None
+    if isinstance(like, torch.Tensor):
+        return torch.cat([like.new_zeros(n, *like.shape[1:]) if p is None else p for p, n in zip(parts, rows)])
+    return [_stacked(layer, rows) for layer in zip(*([None] * len(like) if p is None else p for p in parts))]

@@ -4,28 +4,31 @@
     for ev in server.stream("a red circle moves right", seed=1, temperature=0.8):   # `pipe.stream`'s arguments
         ev.index, ev.image, ...                  # the FrameEvents `pipe.stream` yields, in the same order
 
-One idea: requests share the recurrent step and nothing else.
+One idea: requests are decoded frame by frame as one batch.
 
-* Every request runs `FlashVideoPipeline.stream` unchanged, in a thread of its own, on a copy of the pipeline
-  whose model is a `_Lane`. The lane's prefill (text headers, given frames, runs of known tokens: the chunkwise
-  form) runs at once on the request's own state; its step waits for the batch. So each request keeps its own
-  layout, region maps, seeded generators and sampling settings (prompt, seed, temperature, top-k, top-p,
-  guidance, ρ): nothing of one request reaches another's rows.
-* A batch runs when every admitted request is waiting for a step: one `RetNet.step` over all their rows, each
-  row at its own position (rows of different videos sit at different positions: per-row rotations, which the
-  built step (`flashvideo.aot`) and the eager step take; torch.compile's step only runs rows that share one
-  position), the states concatenated and split again. The request whose arrival completes the batch runs it;
-  there is no scheduler thread.
+* Every request runs `FlashVideoPipeline.stream` unchanged, in a thread of its own, on a copy of the pipeline whose
+  decoders are lanes (`_LaneDecoder`): a lane's plan (a frame to fill: header, known and unknown codes) or known
+  span (prefill) waits for the batch. So each request keeps its own layout, region maps, seeded generators and
+  sampling settings (prompt, seed, temperature, top-k, top-p, guidance, ρ): nothing of one request reaches another's
+  rows.
+* A batch runs when every admitted request is waiting: the waiting plans of equal length decode as one
+  `sampling.Decoder` over all their rows (`Decoder.together`): known runs in one chunkwise pass, each sampled
+  position one recurrent step, each row at its own position (per-row rotations), the codes of rows with the same
+  sampling settings drawn in one `Sampler` call (each row from its own generator), guided rows beside their own
+  twins; known spans of equal length are prefilled together likewise. The request whose arrival completes the batch
+  runs it; there is no scheduler thread. A request decodes its images with the others free to work meanwhile (beside
+  the batch, on the other core).
 * A request's thread decodes ahead of a slow consumer: its frames wait in its own queue (one video at most).
-* A request joins at its first frame (once its header is prefilled) and leaves when its video is done, when it
-  fails, or when its consumer closes the generator (Gradio's Stop); the others carry on. Room is bounded: at
-  most `max_rows` rows at once, a request counting the most rows it ever decodes together; later requests wait
-  in line, first come first served.
+* A request joins at its next frame (its first: once admitted) and leaves when its video is done, when it fails,
+  or when its consumer closes the generator (Gradio's Stop; the request stops at its next frame); the others carry
+  on. Room is bounded: at most `max_rows` rows at once, a request counting the most rows it ever decodes together;
+  later requests wait in line, first come first served.
 * The same frames as decoding alone: a row's arithmetic never mixes with another row's, so a request's codes are
   those of `pipe.stream` with the same seed and settings. A lone request runs exactly the solo computation; in a
   larger batch the matrix kernels may round differently (one row is a matrix-vector product, several rows a
-  matrix product; the same holds for the pipeline's own batched pairs), which changes a code only if a draw falls
-  within float rounding of the boundary between two codes.
+  matrix product; the same holds for the pipeline's own batched pairs), and a row that knows its token where another
+  samples takes a recurrent step instead of the chunkwise pass; either changes a code only if a draw falls within
+  float rounding of the boundary between two codes.
 """
 from __future__ import annotations
 
@@ -39,8 +42,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .layout import UNKNOWN
 from .pipeline import FlashVideoPipeline
 from .sampler import SamplingSettings
+from .sampling import Decoder, torch_threads
 
 # Rows decoded together at most (a guided row counts twice: it has an unconditional twin). A default video with the
 # shipped model's guidance takes 6 rows while interpolating (3 key-frame pairs, each with its twin), so 192 rows
@@ -67,22 +72,44 @@ class _Request:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # FrameEvents, then _DONE or an exception
     admitted: bool = False
     cancelled: bool = False
-    ask: tuple | None = None         # (tokens (b,), state, position) waiting for the batch
-    answer: object = None            # (logits, state) from the batch, or the exception the batch raised
+    ask: tuple | None = None         # (its decoder, the model's batch (rows, n), sample?) waiting for the batch
+    answer: object = None            # the completed tokens from the batch, or the exception the batch raised
     answered: threading.Event = field(default_factory=threading.Event)  # wakes this request alone
 
 
-class _Lane:
-    """A request's view of the model: all of it is the model's own, except that a step waits for the batch."""
+class _LaneDecoder(Decoder):
+    """A request's decoder: its plans and known spans are decoded in the server's next batch."""
 
-    def __init__(self, server: "Server", request: _Request):
+    def __init__(self, server: "Server", request: _Request, *args, **kwargs):
         self.server, self.request = server, request
+        super().__init__(*args, **kwargs)
+
+    def feed(self, tokens, negative=None):
+        tokens = self._rows(tokens, negative)
+        self.tally(tokens)
+        self.server._ask(self.request, (self, tokens, False))
+
+    def run(self, plan, negative=None):
+        rows = self._check(self._rows(plan, negative).clone())
+        return self.server._ask(self.request, (self, rows, True))[:plan.shape[0]]
+
+
+class _Unlocked:
+    """The pipeline's tokenizer in a request's thread: decoding images lets the other requests work meanwhile (the
+    convolutions release the interpreter lock, so they run beside the batch, on the other core)."""
+
+    def __init__(self, server: "Server", tokenizer):
+        self.server, self.tokenizer = server, tokenizer
 
     def __getattr__(self, name):
-        return getattr(self.server.model, name)
+        return getattr(self.tokenizer, name)
 
-    def step(self, idx, state, offset):
-        return self.server._step(self.request, idx, state, offset)
+    def decode_frames(self, codes):
+        self.server.turn.release()
+        try:
+            return self.tokenizer.decode_frames(codes)
+        finally:
+            self.server.turn.acquire()
 
 
 class Server:
@@ -100,9 +127,9 @@ class Server:
         self.rows = 0                # rows of the admitted requests
         self.running = 0             # admitted requests that are not waiting for a step
         self.waiting: list = []      # requests waiting for the next batch
-        self.batches = 0             # batched steps run ...
+        self.batches = 0             # batched recurrent steps run ...
         self.rows_stepped = 0        # ... and the rows they stepped (mean batch: rows_stepped / batches)
-        self.step_seconds = 0.0      # ... and the time they took
+        self.decode_seconds = 0.0    # time in batched decoding (steps, prefills, sampling)
 
     def stream(self, *args, **kwargs):
         """`FlashVideoPipeline.stream`'s arguments and events, decoded in batches with the other requests. Waits for
@@ -179,7 +206,9 @@ class Server:
     def _decode(self, request: _Request, args, kwargs) -> None:
         """The request's thread: `pipe.stream` on a lane, its events handed to the consumer."""
         lane = copy.copy(self.pipe)
-        lane.model = _Lane(self, request)
+        lane.tokenizer = _Unlocked(self, self.pipe.tokenizer)
+        lane._decoder = lambda generators, sampling, counts: _LaneDecoder(
+            self, request, self.model, generators, sampling, counts=counts, chunked=self.pipe.chunked_prefill)
         with self.lock:
             self.running += 1
         self.turn.acquire()
@@ -201,15 +230,14 @@ class Server:
                 self._let_in()
                 self._run_if_ready()
 
-    def _step(self, request: _Request, idx, state, offset):
-        if state is None:  # nothing prefilled yet (token-by-token benchmarks only): no state to batch
-            return self.model.step(idx, state, offset)
+    def _ask(self, request: _Request, ask: tuple):
+        """A lane's plan or span: wait for the batch that decodes it (run by whichever request completes it)."""
         self.turn.release()
         try:
             with self.lock:
                 if request.cancelled:
                     raise Cancelled
-                request.ask = (idx, state, offset)
+                request.ask = ask
                 self.waiting.append(request)
                 self.running -= 1
                 self._run_if_ready()
@@ -219,39 +247,48 @@ class Server:
         request.answered.clear()
         answer, request.answer = request.answer, None
         if isinstance(answer, BaseException):
-            raise RuntimeError("the batched step failed") from answer
+            raise RuntimeError("the batched decoding failed") from answer
         return answer
 
     def _run_if_ready(self) -> None:  # lock held
-        """Once every admitted request waits for a step: step them all, and wake them."""
+        """Once every admitted request waits: decode them all, and wake them."""
         if self.running or not self.waiting:
             return
         batch, self.waiting = self.waiting, []
         self.running += len(batch)
         try:
-            answers = self._batched_step([r.ask for r in batch])
+            answers = self._decode_together([r.ask for r in batch])
         except Exception as e:  # the model failed: every request of this batch gets the error
             answers = [e] * len(batch)
         for r, answer in zip(batch, answers):
             r.ask, r.answer = None, answer
             r.answered.set()
 
-    def _batched_step(self, asks: list) -> list:
-        """One model step over the rows of every ask (tokens (b,), state, position) -> per ask (logits, state)."""
-        sizes = [len(idx) for idx, _, _ in asks]
-        self.batches, self.rows_stepped = self.batches + 1, self.rows_stepped + sum(sizes)
+    def _decode_together(self, asks: list) -> list:
+        """Decode every ask (decoder, tokens (rows, n), sample?): asks of one kind and length as one decoder over
+        all their rows. Per ask, its completed tokens (None for a span)."""
+        answers, groups = [None] * len(asks), {}
+        for k, (_, tokens, sample) in enumerate(asks):
+            groups.setdefault((sample, tokens.shape[1]), []).append(k)
         t0 = time.perf_counter()
         try:
-            if len(asks) == 1:  # alone: exactly the solo step
-                return [self.model.step(*asks[0])]
-            positions = [pos for (_, _, pos), n in zip(asks, sizes) for _ in range(n)]
-            logits, state = self.model.step(torch.cat([idx for idx, _, _ in asks]),
-                                            [torch.cat(layer) for layer in zip(*(s for _, s, _ in asks))],
-                                            positions[0] if len(set(positions)) == 1 else positions)
-            states = zip(*(layer.split(sizes) for layer in state))
-            return [(lg, list(s)) for lg, s in zip(logits.split(sizes), states)]
+            for (sample, _), ks in groups.items():
+                decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
+                with torch_threads(1 if sample or tokens.numel() < 4096 else 2):
+                    dec = decoders[0] if len(ks) == 1 else Decoder.together(decoders)  # alone: the solo computation
+                    if sample:
+                        steps = int((tokens == UNKNOWN).any(0).sum())
+                        self.batches, self.rows_stepped = self.batches + steps, self.rows_stepped + steps * len(tokens)
+                        out = dec._run(tokens).split([len(asks[k][1]) for k in ks])
+                        for k, rows in zip(ks, out):
+                            answers[k] = rows
+                    else:
+                        dec._feed(tokens)
+                    if len(ks) > 1:
+                        dec.scatter(decoders)
+            return answers
         finally:
-            self.step_seconds += time.perf_counter() - t0
+            self.decode_seconds += time.perf_counter() - t0
 
 
 _shared_lock = threading.Lock()

@@ -42,14 +42,14 @@ def solo(tiny_pipe):
 def watched(server, step_seconds=0.002):
     """Record the requests and rows of every batched step, and make each step a little slower, so that requests
     started together surely overlap."""
-    batches, step = [], server._batched_step
+    batches, step = [], server._decode_together
 
     def recorded(asks):
-        batches.append((len(asks), sum(len(idx) for idx, _, _ in asks)))
+        batches.append((len(asks), sum(len(tokens) for _, tokens, _ in asks)))
         time.sleep(step_seconds)
         return step(asks)
 
-    server._batched_step = recorded
+    server._decode_together = recorded
     return batches
 
 

@@ -47,7 +47,7 @@ def serve_users(pipe, users: int, prompt: str) -> dict:
             "first_frame_median": median(first), "first_frame_max": max(first),
             "last_frame_median": median(last), "last_frame_max": max(last),
             "rows_per_step": server.rows_stepped / max(1, server.batches), "batched_steps": server.batches,
-            "step_seconds": server.step_seconds}
+            "step_seconds": server.decode_seconds}
 
 
 def section_users(s: Settings) -> dict:
