@@ -10,7 +10,9 @@ import torch
 from gradio_client import Client
 
 from flashvideo import demo as lib, serving
+from flashvideo.layout import UNKNOWN
 from flashvideo.retnet import step_rotation
+from flashvideo.sampling import Decoder
 from flashvideo.sampler import SamplingSettings
 from test_app import PROMPT, VIEW, checkpoint, live, load_app, serve, shown  # noqa: F401 (checkpoint: a fixture)
 
@@ -193,6 +195,48 @@ def test_a_step_over_rows_at_different_positions_equals_each_rows_own_step(tiny_
         torch.testing.assert_close(logits[b:b + 1], own, rtol=1e-5, atol=1e-6)  # a GEMM over 5 rows vs a GEMV
         for s, o in zip(new_state, own_state):
             torch.testing.assert_close(s[b:b + 1], o, rtol=1e-5, atol=1e-6)
+
+
+def test_decoders_run_together_give_each_its_own_tokens(tiny_pipe):
+    """`Decoder.together`: three decoders at different positions (one with nothing fed yet), with different sampling
+    (guided with its twins; two alike, whose rows one Sampler call draws) and different unknown positions, decoded
+    as one batch, each get the tokens, state and position they get alone."""
+    model, c = tiny_pipe.model, tiny_pipe.config
+    settings = [SamplingSettings(temperature=0.9, guidance_scale=2.0), SamplingSettings(top_k=5),
+                SamplingSettings(top_k=5)]
+    torch.manual_seed(0)
+    history = [torch.randint(0, c.n_codes, (2, 9)), torch.randint(0, c.n_codes, (2, 30)), None]
+    plans = torch.randint(0, c.n_codes, (5, 12))
+    plans[:, 4:] = UNKNOWN
+    plans[3:, 2] = UNKNOWN                     # some rows also sample at 2
+    plans[2, 7] = 3                            # a known code between sampled ones
+    plans[4, 1:] = torch.randint(0, c.n_codes, (11,))
+    plans[4, 6] = UNKNOWN
+    blocks = [plans[0:2], plans[2:4], plans[4:5]]  # the guided decoder: row 0 and its twin, row 1
+
+    def decoders():
+        out = []
+        for k, (s, h) in enumerate(zip(settings, history)):
+            gens = [torch.Generator().manual_seed(10 + k + r) for r in range(1 if s.guided or k == 2 else 2)]
+            dec = Decoder(model, gens, s)
+            if h is not None:
+                dec._feed(h[:dec.rows])
+            out.append(dec)
+        return out
+
+    alone = decoders()
+    expected = [dec._run(b.clone()) for dec, b in zip(alone, blocks)]
+    merged_from = decoders()
+    merged = Decoder.together(merged_from)
+    got = merged._run(torch.cat(blocks).clone()).split([dec.rows for dec in merged_from])
+    merged.scatter(merged_from)
+    for dec, solo, e, g in zip(merged_from, alone, expected, got):
+        assert torch.equal(g, e)
+        assert dec.pos == solo.pos
+        for a, b in zip(dec.state, solo.state):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[0][0, 4:], got[0][1, 4:])   # a twin is fed the code its row drew
+    assert len(merged.draws) == 2              # one Sampler call per distinct settings
 
 
 # ------------------------------------------------------------------------ through the app
