@@ -47,7 +47,7 @@ def serve_users(pipe, users: int, prompt: str) -> dict:
             "first_frame_median": median(first), "first_frame_max": max(first),
             "last_frame_median": median(last), "last_frame_max": max(last),
             "rows_per_step": server.rows_stepped / max(1, server.batches), "batched_steps": server.batches,
-            "step_seconds": server.decode_seconds}
+            "decode_seconds": server.decode_seconds}
 
 
 def section_users(s: Settings) -> dict:
@@ -74,16 +74,17 @@ def markdown(r: dict) -> list[str]:
          f"{u['max_rows']} rows per step). Each row is the run of median wall time; times are from the moment all "
          "users ask.", "",
          "| users | wall time | frames/s | first frame (median / max) | last frame (median / max) | rows per step "
-         "| in batched steps |",
+         "| in batched decoding |",
          "|---|---|---|---|---|---|---|"]
     for x in u["rows"]:
         L.append(f"| {x['users']} | {fmt_s(x['wall'])} | {x['frames_per_s']:.1f} | {fmt_s(x['first_frame_median'])} / "
                  f"{fmt_s(x['first_frame_max'])} | {fmt_s(x['last_frame_median'])} / {fmt_s(x['last_frame_max'])} | "
-                 f"{x['rows_per_step']:.1f} | {fmt_s(x['step_seconds'])} |")
+                 f"{x['rows_per_step']:.1f} | {fmt_s(x['decode_seconds'])} |")
     if u["wall_ratio"] is not None:
         many = next(x for x in u["rows"] if x["users"] == u["ratio_users"])
         one = next(x for x in u["rows"] if x["users"] == 1)
         L += ["", f"{u['ratio_users']} users' wall time / 1 user's: {u['wall_ratio']:.2f}x "
-                  f"(target for 16 users: at most {u['target_ratio']:g}x); their batched steps alone took "
-                  f"{many['step_seconds'] / one['wall']:.2f}x one user's whole video."]
+                  f"(target for 16 users: at most {u['target_ratio']:g}x); their batched decoding (steps, prefills, "
+                  f"sampling) alone took "
+                  f"{many['decode_seconds'] / one['wall']:.2f}x one user's whole video."]
     return L + [""]
