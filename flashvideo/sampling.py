@@ -89,9 +89,8 @@ class Decoder:
         for key in ("steps", "chunks", "sampled", "fed"):
             self.counts.setdefault(key, 0)
         B = len(self.generators)
-        self.sampler = Sampler(self.generators, self.sampling)
-        self.draws = [_Draw(list(range(B)), list(range(B, 2 * B)) if self.guided else None, self.sampler,
-                            self.sampling.guidance_scale)]
+        self.draws = [_Draw(list(range(B)), list(range(B, 2 * B)) if self.guided else None,
+                            Sampler(self.generators, self.sampling), self.sampling.guidance_scale)]
 
     @property
     def guided(self) -> bool:
@@ -139,11 +138,12 @@ class Decoder:
         """Add to `counts` what decoding these rows (the model's batch, (rows, n)) takes alone."""
         c, rows = self.counts, tokens.shape[0]
         for i, j, sampled in segments((tokens == UNKNOWN).any(0).tolist()):
-            if sampled:
-                c["steps"] += 1
+            if sampled or not self.chunked:
+                c["steps"] += j - i
             else:
+                c["chunks"] += 1
+            if not sampled:
                 c["fed"] += rows * (j - i)
-                c["steps" if not self.chunked else "chunks"] += j - i if not self.chunked else 1
         c["sampled"] += int((tokens[:len(self.generators)] == UNKNOWN).sum())
 
     def _feed(self, tokens: torch.Tensor) -> None:
@@ -190,21 +190,16 @@ class Decoder:
         Decode with `_feed` / `_run` on the blocks stacked alike, then hand the results back with `scatter`."""
         first = decoders[0]
         merged = cls(first.model, [], counts={}, chunked=first.chunked, threads=first.threads)
-        merged.draws, by_settings, at = [], {}, 0
+        alike, at = {}, 0  # (settings, scale) -> rows, twins, generators
         for dec in decoders:
             for d in dec.draws:
-                rows, twins = [at + r for r in d.rows], None if d.twins is None else [at + r for r in d.twins]
-                key = (dec.sampling, d.scale)
-                if key in by_settings:  # one Sampler call for all rows drawn alike
-                    g = by_settings[key]
-                    gens = g.sampler.generators + d.sampler.generators
-                    g.rows, g.twins = g.rows + rows, None if twins is None else g.twins + twins
-                    g.sampler = Sampler(gens, dec.sampling)
-                    g.__post_init__()
-                else:
-                    by_settings[key] = _Draw(rows, twins, Sampler(d.sampler.generators, dec.sampling), d.scale)
-                    merged.draws.append(by_settings[key])
+                rows, twins, gens = alike.setdefault((dec.sampling, d.scale), ([], [], []))
+                rows += [at + r for r in d.rows]
+                twins += [at + r for r in d.twins or []]
+                gens += d.sampler.generators
             at += dec.rows
+        merged.draws = [_Draw(rows, twins or None, Sampler(gens, settings), scale)  # one Sampler call for them all
+                        for (settings, scale), (rows, twins, gens) in alike.items()]
         merged.pos = [dec.pos for dec in decoders for _ in range(dec.rows)]
         merged.state = _stacked([dec.state for dec in decoders], [dec.rows for dec in decoders])
         merged.logits = _stacked([dec.logits for dec in decoders], [dec.rows for dec in decoders])

@@ -9,7 +9,10 @@ combinations, 2 seeds each), each model draws `--candidates` first frames per pr
 the probe prints how often `shapes.measure` reads the prompted shape and colour in:
   * the first candidate (what the pipeline shows), split by whether the object touches a frame edge;
   * the candidate the model itself finds likeliest (sum of the log-probabilities of its codes, with the prompt);
-  * any candidate (an upper bound for picking among them).
+  * any candidate (an upper bound for picking among them);
+  * as a check on what the model knows: the shape it reads itself (the shape word under whose prompt a frame is
+    likeliest) in the ground-truth first frame, and how often the first candidate it reads as the prompt's shape is
+    right.
 Then the first candidate again at other temperatures (guidance as the model's default)."""
 import argparse
 import sys
@@ -30,6 +33,23 @@ SEEN, HELD, SEEDS = 45, 15, 2
 TEMPERATURES = (0.4, 0.6, 1.0)
 
 
+def loglik(pipe, text, codes):
+    """Log-likelihood (n,) of first frames (codes (n, L)) under the prompt `text`, in one parallel pass."""
+    h = pipe.layout.header_len
+    tokens = torch.cat([pipe.layout.header(KEY, text, 1)[None].repeat(len(codes), 1), codes], 1)
+    with torch.no_grad():
+        logits, _ = pipe.model(tokens)
+    return logits[:, h - 1:-1].float().log_softmax(-1).gather(-1, codes[..., None])[..., 0].sum(1)
+
+
+def shape_read(pipe, colour, motion, codes):
+    """The shape the model itself reads in each frame: the shape word under whose prompt (same colour and motion) the
+    frame is likeliest (Bayes with equal priors)."""
+    scores = torch.stack([loglik(pipe, pipe.encode_prompt(shapes.make_prompt(colour, s, motion)), codes)
+                          for s in shapes.SHAPES])
+    return [shapes.SHAPES[i] for i in scores.argmax(0).tolist()]
+
+
 def first_frames(pipe, text, seed, n, sampling):
     """n first frames for one prompt (codes (n, L)) and their log-likelihood under the prompted model (n,)."""
     L, G = pipe.layout, pipe.config.grid
@@ -38,13 +58,8 @@ def first_frames(pipe, text, seed, n, sampling):
     plan = torch.cat([L.header(KEY, text, 1), unknown])[None].repeat(n, 1)
     twin = None if neg is None else torch.cat([L.header(KEY, neg, 1), unknown])[None].repeat(n, 1)
     dec = pipe._decoder([_generator(child_seed(seed, 0, j)) for j in range(n)], sampling, None)
-    tokens = dec.run(plan, twin)
-    with torch.no_grad():
-        logits, _ = pipe.model(tokens)
-    h = L.header_len
-    codes = tokens[:, h:]
-    loglik = logits[:, h - 1:-1].log_softmax(-1).gather(-1, codes[..., None])[..., 0].sum(1)
-    return codes, loglik
+    codes = dec.run(plan, twin)[:, L.header_len:]
+    return codes, loglik(pipe, text, codes)
 
 
 def prompts():
@@ -55,18 +70,26 @@ def prompts():
                 yield seen, seed * 100 + i, colour, shape, motion
 
 
-def probe(pipe, sampling, candidates):
-    """Per prompt: (seen?, first candidate right, likeliest right, any right, first touches an edge)."""
+def probe(pipe, sampling, candidates, read_shapes=False):
+    """Per prompt: (seen?, first candidate right, likeliest right, any right, first touches an edge); with
+    read_shapes also (the model reads the ground truth's shape right, the first candidate it reads as the prompt's
+    shape is right)."""
     rows = []
     for seen, seed, colour, shape, motion in prompts():
-        codes, loglik = first_frames(pipe, pipe.encode_prompt(shapes.make_prompt(colour, shape, motion)), seed,
-                                     candidates, sampling)
+        codes, lik = first_frames(pipe, pipe.encode_prompt(shapes.make_prompt(colour, shape, motion)), seed,
+                                  candidates, sampling)
         frames = pipe.tokenizer.decode_frames(codes.view(len(codes), pipe.config.grid, pipe.config.grid))
         m = shapes.measure(frames)
         right = [s == shape and c == colour for s, c in zip(m["shapes"], m["colours"])]
         obj = abs(frames[0].astype(int) - frames[0].reshape(-1, 3).mean(0)).sum(-1) > 60   # far from the mean colour
         edge = bool(obj[0].any() or obj[-1].any() or obj[:, 0].any() or obj[:, -1].any())
-        rows.append((seen, right[0], right[int(loglik.argmax())], any(right), edge))
+        row = [seen, right[0], right[int(lik.argmax())], any(right), edge]
+        if read_shapes:  # the model's own reading of the ground-truth first frame, and the candidate it reads as `shape`
+            truth = pipe.tokenizer.encode_frames(shapes.render(colour, shape, motion, seed, [0.0])).reshape(1, -1)
+            reads = shape_read(pipe, colour, motion, codes)
+            row += [shape_read(pipe, colour, motion, truth)[0] == shape,
+                    right[reads.index(shape)] if shape in reads else right[0]]
+        rows.append(tuple(row))
     return rows
 
 
@@ -85,7 +108,7 @@ def main():
     for model in args.models or [None]:
         pipe = FlashVideoPipeline.from_pretrained(model)
         default = SamplingSettings.resolve(None, pipe.config.sampling)
-        rows = probe(pipe, default, args.candidates)
+        rows = probe(pipe, default, args.candidates, read_shapes=True)
         print(f"== {model or 'shipped'}: temperature {default.temperature}, guidance {default.guidance_scale}, "
               f"{args.candidates} candidates a prompt")
         print(f"first candidate right: {share(rows, 1)}")
@@ -93,7 +116,9 @@ def main():
             hits = [r[1] for r in rows if r[4] == edge]
             print(f"  first candidate {where}: {sum(hits)} of {len(hits)} right")
         print(f"likeliest candidate right: {share(rows, 2)}")
-        print(f"any candidate right: {share(rows, 3)}", flush=True)
+        print(f"any candidate right: {share(rows, 3)}")
+        print(f"the model reads the ground-truth first frame's shape right: {share(rows, 5)}")
+        print(f"the first candidate the model reads as the prompt's shape right: {share(rows, 6)}", flush=True)
         for t in TEMPERATURES:
             sampling = SamplingSettings.resolve(None, pipe.config.sampling, temperature=t)
             print(f"temperature {t}: first frame right {share(probe(pipe, sampling, 1), 1)}", flush=True)
