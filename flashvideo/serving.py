@@ -1,4 +1,4 @@
-"""Batched serving: the recurrent steps of concurrent requests decoded as one batch.
+"""Batched serving: concurrent requests decoded together, frame by frame.
 
     server = serving.shared(pipe)                # one server per pipeline (or Server(pipe, max_rows=...))
     for ev in server.stream("a red circle moves right", seed=1, temperature=0.8):   # `pipe.stream`'s arguments
@@ -118,14 +118,13 @@ class Server:
     def __init__(self, pipe: FlashVideoPipeline, max_rows: int = MAX_ROWS):
         self.pipe, self.model, self.max_rows = pipe, pipe.model, max_rows
         self.lock = threading.Condition()
-        # Held by the request thread doing its own work between steps (sampling, prefill, VQ decoding, events): one
-        # at a time, instead of dozens of threads of small torch ops each dropping and retaking the interpreter
-        # lock. The work is the same; 16 users' wall time fell to 0.66x (9.0 -> 5.9 s, interleaved against the code
-        # before).
+        # Held by the request thread doing its own work between batches (region maps, plans, events; not while it
+        # decodes images): one at a time, instead of dozens of threads of small torch ops each dropping and retaking
+        # the interpreter lock (16 users' wall time fell to 0.66x when this came in).
         self.turn = threading.Lock()
         self.line: deque = deque()   # requests waiting for room, oldest first
         self.rows = 0                # rows of the admitted requests
-        self.running = 0             # admitted requests that are not waiting for a step
+        self.running = 0             # admitted requests that are not waiting for the batch
         self.waiting: list = []      # requests waiting for the next batch
         self.batches = 0             # batched recurrent steps run ...
         self.rows_stepped = 0        # ... and the rows they stepped (mean batch: rows_stepped / batches)
@@ -272,9 +271,9 @@ class Server:
             groups.setdefault((sample, tokens.shape[1]), []).append(k)
         t0 = time.perf_counter()
         try:
-            for (sample, _), ks in groups.items():
-                decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
-                with torch_threads(1 if sample or tokens.numel() < 4096 else 2):
+            with torch_threads(1):
+                for (sample, _), ks in groups.items():
+                    decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
                     dec = decoders[0] if len(ks) == 1 else Decoder.together(decoders)  # alone: the solo computation
                     if sample:
                         steps = int((tokens == UNKNOWN).any(0).sum())
