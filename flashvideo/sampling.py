@@ -115,24 +115,27 @@ class Decoder:
 
     def feed(self, tokens: torch.Tensor, negative: torch.Tensor | None = None) -> None:
         """Known tokens (B, n) in one chunkwise pass (guided: and their twins' tokens, `negative`)."""
-        tokens = self._rows(tokens, negative)
-        self.tally(tokens)
-        with torch_threads(self.threads):
-            self._feed(tokens)
+        self._decode(self._check(self._rows(tokens, negative), sample=False), sample=False)
 
     def run(self, plan: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the -1 entries of plan (B, n) by sampling; return the completed tokens (B, n).
         Guided: `negative` is the twins' plan (the same but for the text); it is completed alike."""
-        rows = self._check(self._rows(plan, negative).clone())
-        with torch_threads(self.threads):
-            return self._run(rows)[:plan.shape[0]]
+        rows = self._check(self._rows(plan, negative).clone(), sample=True)
+        return self._decode(rows, sample=True)[:plan.shape[0]]
 
-    def _check(self, plan: torch.Tensor) -> torch.Tensor:
-        """A plan (the model's batch) this decoder can run; its work added to `counts`."""
-        if self.logits is None and bool((plan[:, 0] == UNKNOWN).any()):
+    def _check(self, tokens: torch.Tensor, sample: bool) -> torch.Tensor:
+        """The model's batch (rows, n) of a plan (sample) or a known span, if this decoder can decode it; its work
+        added to `counts`."""
+        if sample and self.logits is None and bool((tokens[:, 0] == UNKNOWN).any()):
             raise ValueError("a plan cannot start with a token to sample: give the model a header first")
-        self.tally(plan)
-        return plan
+        self.tally(tokens)
+        return tokens
+
+    def _decode(self, tokens: torch.Tensor, sample: bool):
+        """Decode the model's batch now: a plan (sample; returns it completed) or a known span. A serving lane
+        (`flashvideo.serving`) decodes it in the next batch instead, with other requests' rows."""
+        with torch_threads(self.threads):
+            return self._run(tokens) if sample else self._feed(tokens)
 
     def tally(self, tokens: torch.Tensor) -> None:
         """Add to `counts` what decoding these rows (the model's batch, (rows, n)) takes alone."""

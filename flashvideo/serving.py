@@ -84,14 +84,8 @@ class _LaneDecoder(Decoder):
         self.server, self.request = server, request
         super().__init__(*args, **kwargs)
 
-    def feed(self, tokens, negative=None):
-        tokens = self._rows(tokens, negative)
-        self.tally(tokens)
-        self.server._ask(self.request, (self, tokens, False))
-
-    def run(self, plan, negative=None):
-        rows = self._check(self._rows(plan, negative).clone())
-        return self.server._ask(self.request, (self, rows, True))[:plan.shape[0]]
+    def _decode(self, tokens, sample):
+        return self.server._ask(self.request, (self, tokens, sample))
 
 
 class _Unlocked:
