@@ -41,15 +41,15 @@ def solo(tiny_pipe):
     return [list(tiny_pipe.stream(prompt, **kw)) for prompt, kw in REQUESTS]
 
 
-def watched(server, step_seconds=0.002):
-    """Record the requests and rows of every batched step, and make each step a little slower, so that requests
-    started together surely overlap."""
-    batches, step = [], server._decode_together
+def watched(server, batch_seconds=0.002):
+    """Record the requests and rows of every batch (a frame or a known span of each waiting request), and make each
+    batch a little slower, so that requests started together surely overlap."""
+    batches, decode = [], server._decode_together
 
     def recorded(asks):
         batches.append((len(asks), sum(len(tokens) for _, tokens, _ in asks)))
-        time.sleep(step_seconds)
-        return step(asks)
+        time.sleep(batch_seconds)
+        return decode(asks)
 
     server._decode_together = recorded
     return batches
@@ -243,14 +243,14 @@ def test_decoders_run_together_give_each_its_own_tokens(tiny_pipe):
 
 @pytest.fixture(scope="module")
 def app(checkpoint):  # noqa: F811
-    """The app as `python app.py` builds it, on the tiny checkpoint, and its pipeline's server (steps slowed a
+    """The app as `python app.py` builds it, on the tiny checkpoint, and its pipeline's server (batches slowed a
     little and recorded, so that clients asking together surely overlap)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(lib.MODEL_ENV, str(checkpoint))
         demo = load_app().build_demo()
         url, _ = serve(demo)
         server = serving.shared(lib.load_pipeline(checkpoint))
-        yield url, server, watched(server, step_seconds=0.005)
+        yield url, server, watched(server, batch_seconds=0.005)
         demo.close()
 
 
