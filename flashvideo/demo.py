@@ -435,6 +435,7 @@ class Settings:
     top_p: float | None = None          # None: off
     guidance_scale: float = 1.0         # 1: off
     guide_interp: bool = True           # the model's choice (`SamplingSettings.guide_interp`); not a UI control
+    lead_in: int = 0                    # the model's choice too (`SamplingSettings.lead_in`)
     negative_prompt: str | None = None
     length: str = LENGTHS[0]
 
@@ -449,7 +450,7 @@ class Settings:
     @property
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                                guidance_scale=self.guidance_scale, guide_interp=self.guide_interp)
+                                guidance_scale=self.guidance_scale, guide_interp=self.guide_interp, lead_in=self.lead_in)
 
     @classmethod
     def check(cls, pipe: FlashVideoPipeline, prompt, key_frames=4, interp_frames=3, inherit_ratio=0.2,
@@ -491,7 +492,8 @@ class Settings:
         s = cls(prompt=prompt, key_frames=key_frames, interp_frames=interp_frames, inherit_ratio=inherit_ratio,
                 seed=seed, first_frame=first_frame, temperature=temperature, top_k=top_k,
                 top_p=None if top_p == 1.0 else top_p, guidance_scale=guidance_scale,
-                guide_interp=pipe.default_sampling.guide_interp, negative_prompt=negative_prompt, length=length)
+                guide_interp=pipe.default_sampling.guide_interp, lead_in=pipe.default_sampling.lead_in,
+                negative_prompt=negative_prompt, length=length)
         pipe.check_settings(s.key_frames, s.interp_frames, s.inherit_ratio, seed=s.seed, sampling=s.sampling,
                             negative_prompt=s.negative_prompt)
         return s

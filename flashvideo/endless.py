@@ -123,11 +123,12 @@ class EndlessStream:
 
     def _key_frame(self) -> torch.Tensor:
         L, G = self.layout, self.config.grid
-        sn = L.key_sn(self._key_frames + 1)
+        lead = L.lead_in_sns(self.sampling.lead_in) if self._key_frames == 0 else []  # drawn before the first, dropped
         unknown = torch.full((G * G,), UNKNOWN)
-        plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
-        twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
-        codes = self._dec.run(plan, twin)[0, L.header_len:].view(G, G)
+        for sn in lead + [L.key_sn(self._key_frames + 1)]:
+            plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
+            twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
+            codes = self._dec.run(plan, twin)[0, L.header_len:].view(G, G)
         self._key_frames += 1
         return codes
 

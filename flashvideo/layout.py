@@ -81,6 +81,13 @@ class Layout:
         long stream needs; training starts sequences at random points of the cycle (`key_sequence`)."""
         return (k - 1) % self.config.n_sn + 1
 
+    def lead_in_sns(self, n: int) -> list[int]:
+        """Serial numbers of n lead-in key frames (`SamplingSettings.lead_in`): drawn before key frame 1 and
+        dropped, at the n places of the cycle just before SN 1 (as in a stream that wraps round). A first frame
+        drawn from the prompt alone is the likeliest to be wrong; the next continues its object and mends it more
+        often than not, so a video that starts after a lead-in starts better."""
+        return [self.key_sn(k) for k in range(1 - n, 1)]
+
     def key_sequence(self, text: torch.Tensor, frames: torch.Tensor, first: int = 1) -> torch.Tensor:
         """frames (K, grid, grid) codes, -1 where unknown -> (K * frame_len,) tokens. Key frame i has
         serial number key_sn(first + i); text is one prompt, or one per frame (K, text_len)."""

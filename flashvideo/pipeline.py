@@ -256,17 +256,21 @@ class FlashVideoPipeline:
                         **sampling_keywords):
         """Yield the code grid (grid, grid) of key frames 1..K in turn: T SN_1 F_1  T SN_2 F_2 ...
         A given first frame (codes) is fed in the same chunkwise pass as its header, not sampled.
-        Sampling: `sampling=` or its keywords (temperature, top_k, top_p, guidance_scale). Guided
+        Sampling: `sampling=` or its keywords (temperature, top_k, top_p, guidance_scale, lead_in: key frames
+        drawn first and not yielded, unless a first frame is given). Guided
         (guidance_scale != 1): the twin row reads `negative` (default: the null text)."""
         sampling = SamplingSettings.resolve(sampling, self.config.sampling, **sampling_keywords)
         L, G = self.layout, self.config.grid
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
-        for k in L.key_sns(key_frames):
+        lead = L.lead_in_sns(0 if given is not None else sampling.lead_in)  # drawn, not shown
+        for i, k in enumerate(lead + L.key_sns(key_frames)):
             frame = (given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
-            yield dec.run(plan, twin)[0, L.header_len:].view(G, G)
+            codes = dec.run(plan, twin)[0, L.header_len:].view(G, G)
+            if i >= len(lead):
+                yield codes
 
     def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, *, sampling=None, negative=None,
                             radius=1, batch_pairs=True, counts=None, first_pair=0, **sampling_keywords):

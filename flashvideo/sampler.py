@@ -25,6 +25,7 @@ import torch
 MAX_TEMPERATURE = 10.0
 _TINY = 1e-100  # below this temperature, logits / t could overflow float64: the max-shifted form is used
 MAX_GUIDANCE = 20.0
+MAX_LEAD_IN = 4
 
 
 def _is_real(x) -> bool:
@@ -43,6 +44,7 @@ class SamplingSettings:
     top_p: float | None = None     # nucleus: keep the most likely codes until their mass reaches p; None = off
     guidance_scale: float = 1.0    # classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)
     guide_interp: bool = True      # False: in-between frames unguided (their key frames pin them; half the rows)
+    lead_in: int = 0               # key frames drawn before the first one shown, and dropped (`Layout.lead_in_sns`)
 
     def __post_init__(self):
         def need(ok, msg):
@@ -59,17 +61,20 @@ class SamplingSettings:
         need(_is_real(s) and 0.0 <= s <= MAX_GUIDANCE,
              f"guidance_scale must be a number in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {s!r}")
         need(isinstance(self.guide_interp, bool), f"guide_interp must be true or false, got {self.guide_interp!r}")
+        need(_is_int(self.lead_in) and 0 <= self.lead_in <= MAX_LEAD_IN,
+             f"lead_in must be an integer in 0..{MAX_LEAD_IN}, got {self.lead_in!r}")
         object.__setattr__(self, "temperature", float(t))
         object.__setattr__(self, "guidance_scale", float(s))
         if k is not None:
             object.__setattr__(self, "top_k", int(k))
+        object.__setattr__(self, "lead_in", int(self.lead_in))
 
     @classmethod
     def resolve(cls, sampling: "SamplingSettings | None" = None, defaults: dict | None = None,
                 **keywords) -> "SamplingSettings":
         """Settings from `sampling=` or from keywords (None = not given), what is not given taken from
         `defaults` (a model's `config.sampling`); `sampling=` and keywords at once only if they agree."""
-        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale", "guide_interp"})
+        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale", "guide_interp", "lead_in"})
         if unknown:
             raise TypeError(f"unknown sampling keywords {unknown}")
         given = {k: v for k, v in keywords.items() if v is not None}

@@ -1,7 +1,7 @@
 """How often is a video's first frame right, and what would pick a right one? Not a test (no assertions); the README
 quotes its output.
 
-    python tests/first_frame_probe.py [MODEL ...] [--candidates 8]   # default: the shipped model; ~3 min a model
+    python tests/first_frame_probe.py [MODEL ...] [--candidates 8] [--key-frames 6]   # default: the shipped model
 
 A first frame is drawn from the prompt alone; later key frames continue the object they are given, so a wrong start
 is carried on (`evaluate`'s "first frame shows the prompt" row). For the eval's prompts (45 seen and 15 held-out
@@ -13,7 +13,8 @@ the probe prints how often `shapes.measure` reads the prompted shape and colour 
   * as a check on what the model knows: the shape it reads itself (the shape word under whose prompt a frame is
     likeliest) in the ground-truth first frame, and how often the first candidate it reads as the prompt's shape is
     right.
-Then the first candidate again at other temperatures (guidance as the model's default)."""
+Then the first candidate again at other temperatures (guidance as the model's default). With --key-frames K: how
+often each of the first K key frames of a video is right (4 seeds a prompt), the measure behind `lead_in`."""
 import argparse
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from flashvideo import FlashVideoPipeline
+from flashvideo import FlashVideoPipeline, aot
 from flashvideo.data import shapes
 from flashvideo.evaluate import spread
 from flashvideo.layout import KEY, UNKNOWN
@@ -93,6 +94,19 @@ def probe(pipe, sampling, candidates, read_shapes=False):
     return rows
 
 
+def per_key_frame(pipe, key_frames, seeds=4):
+    """For each of the first `key_frames` key frames of a video (default sampling): (seen, held out) share right."""
+    right = [[[], []] for _ in range(key_frames)]
+    for seen, seed, colour, shape, motion in prompts():
+        for rep in range(seeds // SEEDS):
+            text = pipe.encode_prompt(shapes.make_prompt(colour, shape, motion))
+            codes = torch.stack(list(pipe.key_frame_codes(text, key_frames, seed + 1000 * rep)))
+            m = shapes.measure(pipe.tokenizer.decode_frames(codes))
+            for k, (s, c) in enumerate(zip(m["shapes"], m["colours"])):
+                right[k][0 if seen else 1].append(s == shape and c == colour)
+    return [(sum(a) / len(a), sum(b) / len(b)) for a, b in right]
+
+
 def share(rows, col):
     seen = [r[col] for r in rows if r[0]]
     held = [r[col] for r in rows if not r[0]]
@@ -103,10 +117,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="*")
     ap.add_argument("--candidates", type=int, default=8)
+    ap.add_argument("--key-frames", type=int, default=0, help="also: how often each of the first K key frames is right")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for model in args.models or [None]:
         pipe = FlashVideoPipeline.from_pretrained(model)
+        aot.load_step(pipe.model)  # the built step if there is one (`python -m flashvideo.aot build`): faster
         default = SamplingSettings.resolve(None, pipe.config.sampling)
         rows = probe(pipe, default, args.candidates, read_shapes=True)
         print(f"== {model or 'shipped'}: temperature {default.temperature}, guidance {default.guidance_scale}, "
@@ -122,6 +138,9 @@ def main():
         for t in TEMPERATURES:
             sampling = SamplingSettings.resolve(None, pipe.config.sampling, temperature=t)
             print(f"temperature {t}: first frame right {share(probe(pipe, sampling, 1), 1)}", flush=True)
+        if args.key_frames:
+            print("key frame k right (seen / held out): " + ", ".join(
+                f"{k}: {a:.0%} / {b:.0%}" for k, (a, b) in enumerate(per_key_frame(pipe, args.key_frames), 1)))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ def test_keys_name_the_cpu_and_the_weights(tmp_path):
     with torch.no_grad():
         b.head.weight[0, 0] += 1e-3
     assert aot.model_key(a) != aot.model_key(b)  # other weights: another build
+    resampled = RetNet(FlashVideoConfig(**{**a.config.to_dict(), "sampling": {"temperature": 0.5, "lead_in": 1}}))
+    resampled.load_state_dict(a.state_dict())
+    assert aot.model_key(resampled) == aot.model_key(a)  # other sampling defaults: the same step, the same build
     path = aot.step_path(a, tmp_path)
     assert path.parent.name == aot.cpu_key() and torch.__version__.split("+")[0] in path.parent.name
 

@@ -1,4 +1,6 @@
 """Endless streams: the same frames as a video, save and resume, prompt switches, bounded memory."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +14,11 @@ def collect(events):
     return {ev.index: (ev.kind, ev.image) for ev in events}
 
 
-def test_the_first_key_frames_are_the_video_of_the_same_seed(tiny_pipe):
-    video = tiny_pipe("red circle moves right", key_frames=5, interp_frames=2, seed=3)
-    stream = EndlessStream(tiny_pipe, "red circle moves right", interp_frames=2, seed=3, batch_pairs=2)
+@pytest.mark.parametrize("lead_in", [0, 1])
+def test_the_first_key_frames_are_the_video_of_the_same_seed(tiny_pipe, lead_in):
+    sampling = replace(tiny_pipe.default_sampling, lead_in=lead_in)
+    video = tiny_pipe("red circle moves right", key_frames=5, interp_frames=2, seed=3, sampling=sampling)
+    stream = EndlessStream(tiny_pipe, "red circle moves right", interp_frames=2, seed=3, batch_pairs=2, sampling=sampling)
     got = collect(stream.frames(5))
     assert sorted(got) == list(range(len(video.frames)))
     assert all(np.array_equal(got[i][1], video.frames[i]) and got[i][0] == video.kinds[i] for i in got)

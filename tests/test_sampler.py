@@ -175,3 +175,29 @@ def test_guide_interp_off_guides_key_frames_only():
     assert SamplingSettings().for_interp() == SamplingSettings()
     with pytest.raises(ValueError, match="guide_interp"):
         SamplingSettings(guide_interp="no")
+
+
+def test_lead_in_frames_are_drawn_first_and_not_shown():
+    from conftest import make_tiny_pipeline
+
+    pipe = make_tiny_pipeline()
+    text = pipe.encode_prompt("red circle grows")
+
+    def keys(lead_in, **kw):
+        counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
+        return torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, lead_in=lead_in, counts=counts, **kw))), counts
+
+    plain, plain_counts = keys(0)
+    led, led_counts = keys(2)
+    assert led.shape == plain.shape                                  # still 3 frames
+    per_frame = plain_counts["sampled"] // 3
+    assert led_counts["sampled"] == plain_counts["sampled"] + 2 * per_frame   # two more frames drawn
+    assert not torch.equal(led, plain)
+    # what is shown is what follows the lead-in: the frames drawn after SNs n_sn - 1, n_sn of the cycle
+    assert pipe.layout.lead_in_sns(2) == [pipe.config.n_sn - 1, pipe.config.n_sn]
+    given = plain[0]
+    assert torch.equal(torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=given, lead_in=2))),
+                       torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=given, lead_in=0))))  # given: none
+    for bad in (-1, 5, 1.5, "1", True):
+        with pytest.raises(ValueError, match="lead_in"):
+            SamplingSettings(lead_in=bad)
