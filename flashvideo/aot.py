@@ -95,8 +95,7 @@ def preferred_precisions(flags: set | None = None) -> tuple:
 def model_key(model: RetNet) -> str:
     """A hash of the config and every parameter and buffer: a build serves exactly these weights. The sampling
     defaults are not part of the step, so changing them keeps the build."""
-    config = {k: v for k, v in model.config.to_dict().items() if k != "sampling"}
-    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(model.config.model_dict(), sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())

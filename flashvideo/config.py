@@ -123,6 +123,10 @@ class FlashVideoConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def model_dict(self) -> dict:
+        """The config without its sampling defaults: what fixes the model's shape and function."""
+        return {k: v for k, v in self.to_dict().items() if k != "sampling"}
+
     @classmethod
     def from_dict(cls, d: dict) -> "FlashVideoConfig":
         if not isinstance(d, dict):

@@ -58,6 +58,7 @@ class EndlessStream:
         self.counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
         self._dec = pipe._decoder([_generator(child_seed(seed, 0))], self.sampling, self.counts)
         self._key_frames = 0                               # key frames so far (given ones included)
+        self._lead = 0                                     # lead-in key frames drawn before them (`_key_frame`)
         self._t0 = time.perf_counter()
         self._last_key: torch.Tensor | None = None
         self.prompt = prompt
@@ -94,8 +95,9 @@ class EndlessStream:
         codes = torch.stack([self.pipe.encode_image(f) for f in frames])       # (T, grid, grid)
         L = self.layout
         first = self._key_frames + 1
-        tokens = L.key_sequence(self._text, codes, first=first)[None]           # (1, T * frame_len)
-        twin = None if self._negative is None else L.key_sequence(self._negative, codes, first=first)[None]
+        sn = first + self._lead
+        tokens = L.key_sequence(self._text, codes, first=sn)[None]              # (1, T * frame_len)
+        twin = None if self._negative is None else L.key_sequence(self._negative, codes, first=sn)[None]
         self._dec.feed(tokens, twin)
         events = []
         for i, c in enumerate(codes):
@@ -123,9 +125,12 @@ class EndlessStream:
 
     def _key_frame(self) -> torch.Tensor:
         L, G = self.layout, self.config.grid
-        lead = L.lead_in_sns(self.sampling.lead_in) if self._key_frames == 0 else []  # drawn before the first, dropped
+        start = self._key_frames == 0
+        if start:  # a stream that starts by drawing: its lead-in key frames come first, and are dropped
+            self._lead = self.sampling.lead_in
+        number = self._key_frames + 1 + self._lead   # this key frame's place in the serial-number cycle
         unknown = torch.full((G * G,), UNKNOWN)
-        for sn in lead + [L.key_sn(self._key_frames + 1)]:
+        for sn in [L.key_sn(k) for k in range(number - self._lead if start else number, number + 1)]:
             plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
             twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
             codes = self._dec.run(plan, twin)[0, L.header_len:].view(G, G)
@@ -178,9 +183,9 @@ class EndlessStream:
         tensors["generator"] = self._dec.generators[0].get_state()
         if self._last_key is not None:
             tensors["last_key"] = self._last_key.contiguous()
-        meta = {"format": STATE_FORMAT, "config": self.config.to_dict(), "model": model_key(self.pipe.model),
+        meta = {"format": STATE_FORMAT, "config": self.config.model_dict(), "model": model_key(self.pipe.model),
                 "pos": self._dec.pos,
-                "key_frames": self._key_frames, "prompt": self._prompt, "seed": self.seed,
+                "key_frames": self._key_frames, "lead_in": self._lead, "prompt": self._prompt, "seed": self.seed,
                 "interp_frames": self.interp_frames, "inherit_ratio": self.inherit_ratio,
                 "batch_pairs": self.batch_pairs, "negative_prompt": self.negative_prompt,
                 "sampling": asdict(self.sampling),
@@ -204,7 +209,9 @@ class EndlessStream:
             raise ValueError(f"{path.name} is not a FlashVideo stream state ({type(e).__name__})") from None
         if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise ValueError(f"{path.name} is not a FlashVideo stream state")
-        if meta.get("config") != pipe.config.to_dict() or meta.get("model") != model_key(pipe.model):
+        saved = meta.get("config")
+        saved = {k: v for k, v in saved.items() if k != "sampling"} if isinstance(saved, dict) else saved
+        if saved != pipe.config.model_dict() or meta.get("model") != model_key(pipe.model):
             raise ValueError(f"{path.name} was saved by another model or config; it cannot continue with this one")
         stream = cls(pipe, meta["prompt"], interp_frames=meta["interp_frames"], inherit_ratio=meta["inherit_ratio"],
                      seed=meta["seed"], batch_pairs=meta["batch_pairs"], negative_prompt=meta["negative_prompt"],
@@ -216,6 +223,7 @@ class EndlessStream:
         dec.state, dec.logits, dec.pos = state, tensors["logits"], int(meta["pos"])
         dec.generators[0].set_state(tensors["generator"])
         stream._key_frames = int(meta["key_frames"])
+        stream._lead = int(meta.get("lead_in", 0))
         stream._last_key = tensors.get("last_key")
         stream.counts.update(meta.get("counts", {}))
         return stream

@@ -81,12 +81,13 @@ class Layout:
         long stream needs; training starts sequences at random points of the cycle (`key_sequence`)."""
         return (k - 1) % self.config.n_sn + 1
 
-    def lead_in_sns(self, n: int) -> list[int]:
-        """Serial numbers of n lead-in key frames (`SamplingSettings.lead_in`): drawn before key frame 1 and
-        dropped, at the n places of the cycle just before SN 1 (as in a stream that wraps round). A first frame
-        drawn from the prompt alone is the likeliest to be wrong; the next continues its object and mends it more
-        often than not, so a video that starts after a lead-in starts better."""
-        return [self.key_sn(k) for k in range(1 - n, 1)]
+    def lead_in_sns(self, lead_in: int, key_frames: int) -> list[int]:
+        """Serial numbers of a video of `key_frames` key frames after `lead_in` lead-in key frames
+        (`SamplingSettings.lead_in`): the lead-in frames are drawn as key frames 1..lead_in and dropped, and the
+        video's key frames follow them (SN lead_in + 1, ...). A first frame drawn from the prompt alone is the
+        likeliest to be wrong; the next continues its object and mends it more often than not."""
+        self.key_sns(key_frames)  # a video is bounded by max_key_frames; its serial numbers go round past n_sn
+        return [self.key_sn(k) for k in range(1, lead_in + key_frames + 1)]
 
     def key_sequence(self, text: torch.Tensor, frames: torch.Tensor, first: int = 1) -> torch.Tensor:
         """frames (K, grid, grid) codes, -1 where unknown -> (K * frame_len,) tokens. Key frame i has

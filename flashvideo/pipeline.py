@@ -263,13 +263,13 @@ class FlashVideoPipeline:
         L, G = self.layout, self.config.grid
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
-        lead = L.lead_in_sns(0 if given is not None else sampling.lead_in)  # drawn, not shown
-        for i, k in enumerate(lead + L.key_sns(key_frames)):
-            frame = (given if (k == 1 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
+        lead = 0 if given is not None else sampling.lead_in  # key frames drawn first, not shown
+        for i, k in enumerate(L.lead_in_sns(lead, key_frames)):
+            frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
             codes = dec.run(plan, twin)[0, L.header_len:].view(G, G)
-            if i >= len(lead):
+            if i >= lead:
                 yield codes
 
     def interpolation_codes(self, text, keys, interp_frames, inherit_ratio, seed, *, sampling=None, negative=None,

@@ -31,7 +31,8 @@ def test_frames_come_in_time_order_past_the_trained_length(tiny_pipe):
     assert stream.key_frames == 3 * tiny_pipe.config.n_sn
 
 
-def test_extending_a_saved_stream_gives_the_frames_of_one_stream(tiny_pipe, tmp_path):
+@pytest.mark.parametrize("lead_in", [0, 2])
+def test_extending_a_saved_stream_gives_the_frames_of_one_stream(tiny_pipe, tmp_path, lead_in):
     def schedule(stream, save_at=None):
         frames = collect(stream.frames(3))
         stream.prompt = "blue circle moves left"
@@ -41,9 +42,9 @@ def test_extending_a_saved_stream_gives_the_frames_of_one_stream(tiny_pipe, tmp_
         frames |= collect(stream.frames(4))
         return frames
 
-    whole = schedule(EndlessStream(tiny_pipe, "red square grows", interp_frames=2, seed=7, batch_pairs=2))
-    resumed = schedule(EndlessStream(tiny_pipe, "red square grows", interp_frames=2, seed=7, batch_pairs=2),
-                       tmp_path / "video.state")
+    kw = dict(interp_frames=2, seed=7, batch_pairs=2, sampling=replace(tiny_pipe.default_sampling, lead_in=lead_in))
+    whole = schedule(EndlessStream(tiny_pipe, "red square grows", **kw))
+    resumed = schedule(EndlessStream(tiny_pipe, "red square grows", **kw), tmp_path / "video.state")
     assert sorted(whole) == sorted(resumed) == list(range(7 + 6 * 2))
     assert all(np.array_equal(whole[i][1], resumed[i][1]) for i in whole)
 

@@ -193,8 +193,10 @@ def test_lead_in_frames_are_drawn_first_and_not_shown():
     per_frame = plain_counts["sampled"] // 3
     assert led_counts["sampled"] == plain_counts["sampled"] + 2 * per_frame   # two more frames drawn
     assert not torch.equal(led, plain)
-    # what is shown is what follows the lead-in: the frames drawn after SNs n_sn - 1, n_sn of the cycle
-    assert pipe.layout.lead_in_sns(2) == [pipe.config.n_sn - 1, pipe.config.n_sn]
+    # the lead-in frames take serial numbers 1 and 2, the video's key frames those after them
+    assert pipe.layout.lead_in_sns(2, 3) == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="key_frames"):
+        pipe.layout.lead_in_sns(1, pipe.config.max_key_frames + 1)
     given = plain[0]
     assert torch.equal(torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=given, lead_in=2))),
                        torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=given, lead_in=0))))  # given: none
