@@ -125,12 +125,13 @@ class EndlessStream:
 
     def _key_frame(self) -> torch.Tensor:
         L, G = self.layout, self.config.grid
-        start = self._key_frames == 0
-        if start:  # a stream that starts by drawing: its lead-in key frames come first, and are dropped
+        if self._key_frames == 0:  # a stream that starts by drawing: its lead-in key frames first, dropped
             self._lead = self.sampling.lead_in
-        number = self._key_frames + 1 + self._lead   # this key frame's place in the serial-number cycle
+            numbers = range(1, self._lead + 2)
+        else:                      # this key frame's place in the serial-number cycle, after the lead-in
+            numbers = [self._key_frames + 1 + self._lead]
         unknown = torch.full((G * G,), UNKNOWN)
-        for sn in [L.key_sn(k) for k in range(number - self._lead if start else number, number + 1)]:
+        for sn in map(L.key_sn, numbers):
             plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
             twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
             codes = self._dec.run(plan, twin)[0, L.header_len:].view(G, G)

@@ -70,24 +70,20 @@ class Layout:
                           for t, sn, f in zip(texts, sns, frames)])
 
     # ---- key frames ------------------------------------------------------------------------
-    def key_sns(self, n_frames: int) -> list[int]:
+    def key_sns(self, n_frames: int, lead_in: int = 0) -> list[int]:
+        """Serial numbers of a video's n_frames key frames, 1..n_frames; with `lead_in` (`SamplingSettings.lead_in`)
+        those of the lead-in key frames first (1..lead_in, drawn and dropped), the video's following from lead_in + 1.
+        A first frame drawn from the prompt alone is the likeliest to be wrong; the next continues its object and
+        mends it more often than not."""
         if not 1 <= n_frames <= self.config.max_key_frames:
             raise ValueError(f"key_frames={n_frames} outside 1..{self.config.max_key_frames}")
-        return list(range(1, n_frames + 1))
+        return [self.key_sn(k) for k in range(1, lead_in + n_frames + 1)]
 
     def key_sn(self, k: int) -> int:
         """Serial number of key frame k (1-based) of a stream of any length: 1..n_sn, then round again.
         Retention forgets frames long before n_sn of them have passed, so a cycling counter is all a
         long stream needs; training starts sequences at random points of the cycle (`key_sequence`)."""
         return (k - 1) % self.config.n_sn + 1
-
-    def lead_in_sns(self, lead_in: int, key_frames: int) -> list[int]:
-        """Serial numbers of a video of `key_frames` key frames after `lead_in` lead-in key frames
-        (`SamplingSettings.lead_in`): the lead-in frames are drawn as key frames 1..lead_in and dropped, and the
-        video's key frames follow them (SN lead_in + 1, ...). A first frame drawn from the prompt alone is the
-        likeliest to be wrong; the next continues its object and mends it more often than not."""
-        self.key_sns(key_frames)  # a video is bounded by max_key_frames; its serial numbers go round past n_sn
-        return [self.key_sn(k) for k in range(1, lead_in + key_frames + 1)]
 
     def key_sequence(self, text: torch.Tensor, frames: torch.Tensor, first: int = 1) -> torch.Tensor:
         """frames (K, grid, grid) codes, -1 where unknown -> (K * frame_len,) tokens. Key frame i has

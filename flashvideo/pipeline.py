@@ -264,7 +264,7 @@ class FlashVideoPipeline:
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
         lead = 0 if given is not None else sampling.lead_in  # key frames drawn first, not shown
-        for i, k in enumerate(L.lead_in_sns(lead, key_frames)):
+        for i, k in enumerate(L.key_sns(key_frames, lead)):
             frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]

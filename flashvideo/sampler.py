@@ -44,7 +44,7 @@ class SamplingSettings:
     top_p: float | None = None     # nucleus: keep the most likely codes until their mass reaches p; None = off
     guidance_scale: float = 1.0    # classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)
     guide_interp: bool = True      # False: in-between frames unguided (their key frames pin them; half the rows)
-    lead_in: int = 0               # key frames drawn before the first one shown, and dropped (`Layout.lead_in_sns`)
+    lead_in: int = 0               # key frames drawn before the first one shown, and dropped (`Layout.key_sns`)
 
     def __post_init__(self):
         def need(ok, msg):

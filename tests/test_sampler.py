@@ -194,9 +194,9 @@ def test_lead_in_frames_are_drawn_first_and_not_shown():
     assert led_counts["sampled"] == plain_counts["sampled"] + 2 * per_frame   # two more frames drawn
     assert not torch.equal(led, plain)
     # the lead-in frames take serial numbers 1 and 2, the video's key frames those after them
-    assert pipe.layout.lead_in_sns(2, 3) == [1, 2, 3, 4, 5]
+    assert pipe.layout.key_sns(3, 2) == [1, 2, 3, 4, 5] and pipe.layout.key_sns(3) == [1, 2, 3]
     with pytest.raises(ValueError, match="key_frames"):
-        pipe.layout.lead_in_sns(1, pipe.config.max_key_frames + 1)
+        pipe.layout.key_sns(pipe.config.max_key_frames + 1, 1)
     given = plain[0]
     assert torch.equal(torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=given, lead_in=2))),
                        torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=given, lead_in=0))))  # given: none
