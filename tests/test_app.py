@@ -5,6 +5,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -382,10 +383,11 @@ def test_steps_wording():
 
 
 def test_rho0_step_count_matches_the_pipeline(tiny_pipe):
-    for K, n, batch in [(3, 2, True), (4, 1, False), (2, 0, True)]:
+    for K, n, batch, lead in [(3, 2, True, 0), (4, 1, False, 0), (2, 0, True, 0), (3, 2, True, 2)]:
         ev = list(tiny_pipe.stream(PROMPT, key_frames=K, interp_frames=n, inherit_ratio=0.0, seed=0,
-                                   batch_pairs=batch))[-1]
-        assert ev.stats["total_steps"] == view.rho0_steps(tiny_pipe.config.frame_tokens, K, n, batch_pairs=batch)
+                                   batch_pairs=batch, sampling=replace(tiny_pipe.default_sampling, lead_in=lead)))[-1]
+        assert ev.stats["total_steps"] == view.rho0_steps(tiny_pipe.config.frame_tokens, K, n, batch_pairs=batch,
+                                                          lead_in=lead)
     image = np.zeros((16, 16, 3), np.uint8)
     ev = list(tiny_pipe.stream(PROMPT, key_frames=3, interp_frames=1, inherit_ratio=0.0, first_frame=image))[-1]
     assert ev.stats["total_steps"] == view.rho0_steps(tiny_pipe.config.frame_tokens, 3, 1, first_frame=True)
