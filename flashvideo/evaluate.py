@@ -10,8 +10,9 @@ Every generated video (key frames and in-between frames alike) is read by the an
   as a share of the world's;
 * stability -- the coefficient of variation of a moving object's area, the share of frames whose
   colour or shape class differs from the prompt (flicker), and garbled frames (no object, stray
-  coloured pixels, or an area off by 2x from the video's median); and apart, how often the first frame, the one
-  drawn from the prompt alone, shows the prompted shape and colour;
+  coloured pixels, or an area off by 2x from the video's median); and apart, how often the first frame (the first
+  drawn from the prompt alone, or after `SamplingSettings.lead_in` dropped key frames) shows the prompted shape
+  and colour;
 * timing -- where each in-between frame sits between its key frames (0.25 / 0.5 / 0.75 for n = 3), over
   the pairs whose key frames moved the prompted way;
 * length -- the same measures on the first and the last 4 key frames of 16-key-frame videos;
@@ -330,7 +331,7 @@ def to_markdown(r: dict) -> str:
          f"{pct(al['net_within_25'])} ({al['net_share_median']:.2f})"),
         ("moving objects' area coefficient of variation (median)", f"{al['area_cv_median']:.3f}"),
         ("frames whose shape or colour differs from the prompt (flicker)", pct(al["flicker_frames"])),
-        ("videos whose first frame shows the prompted shape and colour (it is drawn from the prompt alone)",
+        ("videos whose first frame shows the prompted shape and colour (after the sampling's lead-in frames, if any)",
          pct(al["first_frame_right"])),
         ("garbled or collapsed frames", f"{al['garbled_frames']} of {al['frames']}"),
         ("in-between timing (world: 0.25 / 0.50 / 0.75)", timing),
