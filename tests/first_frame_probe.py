@@ -95,12 +95,13 @@ def probe(pipe, sampling, candidates, read_shapes=False):
 
 
 def per_key_frame(pipe, key_frames, seeds=4):
-    """For each of the first `key_frames` key frames of a video (default sampling): (seen, held out) share right."""
+    """For each of the first `key_frames` key frames of a video (default sampling, no lead-in: key frame 1 is drawn
+    from the prompt alone): (seen, held out) share right."""
     right = [[[], []] for _ in range(key_frames)]
     for seen, seed, colour, shape, motion in prompts():
         for rep in range(seeds // SEEDS):
             text = pipe.encode_prompt(shapes.make_prompt(colour, shape, motion))
-            codes = torch.stack(list(pipe.key_frame_codes(text, key_frames, seed + 1000 * rep)))
+            codes = torch.stack(list(pipe.key_frame_codes(text, key_frames, seed + 1000 * rep, lead_in=0)))
             m = shapes.measure(pipe.tokenizer.decode_frames(codes))
             for k, (s, c) in enumerate(zip(m["shapes"], m["colours"])):
                 right[k][0 if seen else 1].append(s == shape and c == colour)
