@@ -10,6 +10,11 @@ import math
 from dataclasses import dataclass, field
 
 
+def without_sampling(config: dict) -> dict:
+    """A config dict without its sampling defaults (`FlashVideoConfig.model_dict`), e.g. one read from a file."""
+    return {k: v for k, v in config.items() if k != "sampling"}
+
+
 @dataclass
 class FlashVideoConfig:
     # image tokens
@@ -125,7 +130,7 @@ class FlashVideoConfig:
 
     def model_dict(self) -> dict:
         """The config without its sampling defaults: what fixes the model's shape and function."""
-        return {k: v for k, v in self.to_dict().items() if k != "sampling"}
+        return without_sampling(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlashVideoConfig":

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .aot import model_key
+from .config import without_sampling
 from .layout import KEY, UNKNOWN
 from .pipeline import FrameEvent, _generator, child_seed
 from .regions import INHERITABLE, region_counts, region_labels
@@ -211,8 +212,7 @@ class EndlessStream:
         if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise ValueError(f"{path.name} is not a FlashVideo stream state")
         saved = meta.get("config")
-        saved = {k: v for k, v in saved.items() if k != "sampling"} if isinstance(saved, dict) else saved
-        if saved != pipe.config.model_dict() or meta.get("model") != model_key(pipe.model):
+        if not isinstance(saved, dict) or without_sampling(saved) != pipe.config.model_dict() or meta.get("model") != model_key(pipe.model):
             raise ValueError(f"{path.name} was saved by another model or config; it cannot continue with this one")
         stream = cls(pipe, meta["prompt"], interp_frames=meta["interp_frames"], inherit_ratio=meta["inherit_ratio"],
                      seed=meta["seed"], batch_pairs=meta["batch_pairs"], negative_prompt=meta["negative_prompt"],
