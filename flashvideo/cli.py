@@ -316,17 +316,27 @@ def cmd_train_tokenizer(args) -> None:
     world's frames, score it on the world's held-out frames, and write it with its metrics."""
     import json
 
-    from .tokenizer import WordTokenizer, tokenizer_class
-    from .train_tokenizer import evaluate_tokenizer
+    from .tokenizer import VQTokenizer, WordTokenizer, read_tokenizer, tokenizer_class
+    from .train_tokenizer import evaluate_tokenizer, train_tokenizer
     from .world import frame_stream, make_world
 
     backend = tokenizer_class(args.backend)          # an unknown name is refused before any work
-    world = make_world(args.data, args.image_size)
-    vq_kwargs = dict(image_size=args.image_size, downsample=args.downsample, n_codes=args.codes,
-                     code_dim=args.code_dim, channels=args.channels)
-    tokenizer, metrics = backend.train(frame_stream(world, args.seed), WordTokenizer(world.vocabulary(), slots=world.grammar()),
-                                       vq_kwargs=vq_kwargs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                       seed=args.seed)
+    options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                   edge_weight=getattr(args, "edge_weight", 0.0))
+    if getattr(args, "decoder_of", None):            # keep that tokenizer's codes, train its decoder on
+        base = read_tokenizer(args.decoder_of)
+        if not isinstance(base, VQTokenizer):
+            raise SystemExit(f"--decoder-of {args.decoder_of}: not a VQ tokenizer folder (backend {base.backend!r})")
+        world = make_world(args.data, base.image_size)
+        vq, metrics = train_tokenizer(frame_stream(world, args.seed), decoder_of=base.vq, **options)
+        tokenizer = VQTokenizer(base.words, vq)
+    else:
+        world = make_world(args.data, args.image_size)
+        vq_kwargs = dict(image_size=args.image_size, downsample=args.downsample, n_codes=args.codes,
+                         code_dim=args.code_dim, channels=args.channels)
+        tokenizer, metrics = backend.train(frame_stream(world, args.seed),
+                                           WordTokenizer(world.vocabulary(), slots=world.grammar()),
+                                           vq_kwargs=vq_kwargs, **options)
     report = {"train": {k: v for k, v in metrics.items() if k != "history"},
               "heldout": evaluate_tokenizer(tokenizer, world.heldout_frames())}
     out = Path(args.out)
@@ -421,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--code-dim", type=int, default=32)
     t.add_argument("--channels", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--edge-weight", type=float, default=0.0,
+                   help="extra weight of the reconstruction error on edge pixels (the outlines that make a shape)")
+    t.add_argument("--decoder-of", metavar="FOLDER",
+                   help="a trained VQ tokenizer folder: keep its encoder and codebook (every frame keeps its codes, "
+                        "so models trained on them stay valid) and train its decoder on; the size flags are ignored")
     t.add_argument("--backend", default="vq",
                    help="tokenizer backend: a name registered in flashvideo.tokenizer.TOKENIZERS (default 'vq', the "
                         "patch-local VQ-VAE; 'icetk' loads pretrained weights and cannot be trained here)")

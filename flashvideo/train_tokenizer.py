@@ -36,23 +36,43 @@ def _batches(frames_iter, batch_size: int, size: int):
             buf, have = [allf[batch_size:]], have - batch_size
 
 
-def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int, lr: float = 2e-3,
+def _edge_mse(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """MSE over the pixels of x (B,3,H,W) whose 3x3 neighbourhood is not flat: the edges that make a shape.
+    Over a whole frame they are a few per cent of the pixels, so plain MSE pays little for drawing a small
+    square's corners round."""
+    spread = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(-x, 3, 1, 1)               # (B,3,H,W) max - min
+    edge = (spread.amax(1, keepdim=True) > 0.1).to(x.dtype)                     # (B,1,H,W)
+    return ((recon - x) ** 2 * edge).sum() / (3 * edge.sum()).clamp(min=1.0)
+
+
+def train_tokenizer(frames_iter, *, vq_kwargs: dict | None = None, steps: int, batch_size: int, lr: float = 2e-3,
                     log_every: int = 100, progress: bool = True, l1_weight: float = 0.0,
-                    restart_every: int = 50, weight_decay: float = 1e-4, seed: int = 0):
+                    restart_every: int = 50, weight_decay: float = 1e-4, seed: int = 0,
+                    decoder_of: VQVAE | None = None, edge_weight: float = 0.0):
     """Train VQVAE(**vq_kwargs) for `steps` batches from frames_iter (yields uint8 (N,H,W,3)).
 
-    Loss = MSE(recon, x) + l1_weight * L1(recon, x) + vq_loss, AdamW with linear warm-up then cosine decay.
+    Loss = MSE(recon, x) + l1_weight * L1(recon, x) + edge_weight * (MSE on edge pixels, `_edge_mse`) + vq_loss, AdamW with linear warm-up then cosine decay.
     The codebook starts on encodings of the first batch; codes unused for `restart_every` steps are moved
     onto encodings of the current batch (until 80% of training).
+    ``decoder_of``: a trained VQVAE whose encoder and codebook are kept as they are (every frame keeps its
+    codes, so a model trained on them needs no retraining) while its decoder trains on, from its weights.
     Returns (vq in eval mode, metrics dict with the final running losses, the PSNR of the last logged
     batch and timings)."""
     torch.manual_seed(seed)
-    vq = VQVAE(**vq_kwargs).train().to(memory_format=torch.channels_last)     # faster convs on CPU
+    if decoder_of is None:
+        vq = VQVAE(**(vq_kwargs or {}))
+    else:
+        vq = VQVAE(**decoder_of.kwargs)
+        vq.load_state_dict(decoder_of.state_dict())
+        vq.encoder.requires_grad_(False)
+        vq.quantizer.requires_grad_(False)
+    vq = vq.train().to(memory_format=torch.channels_last)                       # faster convs on CPU
     codebook = vq.quantizer.codebook
-    decay = [p for n, p in vq.named_parameters() if p.ndim == 4]                # conv kernels only
-    no_decay = [p for n, p in vq.named_parameters() if p.ndim != 4 and p is not codebook]
+    params = [p for p in vq.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim == 4]                                  # conv kernels only
+    no_decay = [p for p in params if p.ndim != 4]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay + [codebook], "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
     warmup = max(1, min(50, steps // 20))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
@@ -65,18 +85,24 @@ def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int
         if step >= steps:
             break
         x = _to_model(frames).contiguous(memory_format=torch.channels_last)       # (B,3,H,W)
-        z = vq.encode_latents(x)                                                  # (B,D,h,w)
-        if step % restart_every == 0 and step < 0.8 * steps:
-            dead = vq.quantizer.restart_dead_codes(z, min_usage=1.0)
-            restarts += len(dead) if step else 0
-            state = opt.state.get(codebook)
-            if state and len(dead):                                               # forget stale Adam moments
-                state["exp_avg"][dead] = 0
-                state["exp_avg_sq"][dead] = 0
-        zq, vq_loss, _ = vq.quantizer(z)
+        if decoder_of is not None:                                                # frozen codes
+            with torch.no_grad():
+                zq, vq_loss = vq.quantizer.embed(vq.encode(x)), torch.zeros(())
+        else:
+            z = vq.encode_latents(x)                                              # (B,D,h,w)
+            if step % restart_every == 0 and step < 0.8 * steps:
+                dead = vq.quantizer.restart_dead_codes(z, min_usage=1.0)
+                restarts += len(dead) if step else 0
+                state = opt.state.get(codebook)
+                if state and len(dead):                                           # forget stale Adam moments
+                    state["exp_avg"][dead] = 0
+                    state["exp_avg_sq"][dead] = 0
+            zq, vq_loss, _ = vq.quantizer(z)
         recon = vq.decoder(zq)
         mse = F.mse_loss(recon, x)
         loss = mse + vq_loss + (l1_weight * F.l1_loss(recon, x) if l1_weight else 0.0)
+        if edge_weight:
+            loss = loss + edge_weight * _edge_mse(recon, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vq.parameters(), 1.0)
@@ -88,9 +114,10 @@ def train_tokenizer(frames_iter, *, vq_kwargs: dict, steps: int, batch_size: int
         if done % log_every == 0 or done == steps:
             rec = {"step": done, **{k: v / n_run for k, v in run.items()}}
             rec["psnr"] = psnr(recon.detach().clamp(-1, 1), x, peak=2.0)          # this batch, on [-1,1]
-            rec["codes_used"] = int((vq.quantizer.usage > 0).sum())               # since last restart
+            if decoder_of is None:
+                rec["codes_used"] = int((vq.quantizer.usage > 0).sum())           # since last restart
             hist.append(rec)
-            bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr']:.1f}", codes=rec["codes_used"])
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", psnr=f"{rec['psnr']:.1f}", codes=rec.get("codes_used", "kept"))
             run, n_run = {k: 0.0 for k in run}, 0
         bar.update(1)
     bar.close()

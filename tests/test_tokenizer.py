@@ -276,6 +276,28 @@ def test_train_tokenizer_lowers_loss_and_saves(tmp_path):
     assert torch.equal(back.encode_frames(np.zeros((1, 64, 64, 3), np.uint8)), tok.encode_frames(np.zeros((1, 64, 64, 3), np.uint8)))
 
 
+def test_decoder_training_keeps_every_code_and_lowers_the_loss():
+    rng = np.random.default_rng(1)
+    torch.manual_seed(0)
+    base = VQVAE(channels=16, n_codes=64, code_dim=8).eval()
+    frames = shape_frames(6, rng)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        vq, metrics = train_tokenizer((shape_frames(4, rng) for _ in range(100)), steps=30, batch_size=4, lr=3e-3,
+                                      log_every=10, progress=False, decoder_of=base, edge_weight=0.5)
+    finally:
+        torch.set_num_threads(threads)
+    hist = metrics["history"]
+    assert hist[-1]["loss"] < 0.7 * hist[0]["loss"] and hist[-1]["vq"] == 0
+    assert torch.equal(vq.encode(x), base.encode(x))                              # the same codes ...
+    assert all(torch.equal(a, b) for a, b in zip(vq.encoder.state_dict().values(), base.encoder.state_dict().values()))
+    assert torch.equal(vq.quantizer.codebook, base.quantizer.codebook)
+    codes = base.encode(x)
+    assert not torch.allclose(vq.decode_codes(codes), base.decode_codes(codes))   # ... drawn by a new decoder
+
+
 def test_train_tokenizer_rejects_wrong_frames():
     with pytest.raises(ValueError, match=r"\(N,64,64,3\)"):
         train_tokenizer(iter([np.zeros((4, 32, 32, 3), np.uint8)]), vq_kwargs={}, steps=1, batch_size=2,
