@@ -19,8 +19,9 @@ Every generated video (key frames and in-between frames alike) is read by the an
 * prediction and interpolation -- PSNR/SSIM against the exact ground truth, interpolation at rho = 0
   and rho = 0.5 from the true key frames;
 * inheritance -- the share of in-between tokens inherited at rho = 0.2, 0.5 and 1 on the example prompts;
-* tokenizer -- held-out reconstruction PSNR, codebook usage, and on ground-truth key-frame pairs how often
-  "the code is equal" agrees with "the patch's pixels are equal" (the pixel truth behind the region split).
+* tokenizer -- held-out reconstruction PSNR, codebook usage, on ground-truth key-frame pairs how often
+  "the code is equal" agrees with "the patch's pixels are equal" (the pixel truth behind the region split),
+  and the measures above on ground-truth videos encoded and decoded (`round_trip`: a model's ceiling).
 
 `check_detector` scores ground-truth renders of every combination (which must read 100 %) and a 1 px drift
 (which must not read as motion); `main` refuses to print a table if it fails.
@@ -280,7 +281,18 @@ def tokenizer_scores(pipe, n_clips: int) -> dict:
     pairs = [shapes.make_clip(2**43 + i, [0, 1], "all", size).frames for i in range(n_clips)]
     a, b = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
     return {"psnr": psnr(recon, held), "codes_used": int(len(torch.unique(codes))),
-            "code_pixel_agreement": code_pixel_agreement(pipe.tokenizer, a, b)}
+            "code_pixel_agreement": code_pixel_agreement(pipe.tokenizer, a, b), "round_trip": round_trip(pipe.tokenizer)}
+
+
+def round_trip(tokenizer, key_frames: int = 4, interp_frames: int = 3) -> dict:
+    """The eval's measures on ground-truth videos of every combination after encoding and decoding: the best
+    a model drawing through this tokenizer can score (its shape and flicker ceiling)."""
+    tl = Timeline(key_frames, interp_frames)
+    scores = []
+    for i, (c, s, mo) in enumerate(shapes.ALL_COMBOS):
+        truth = shapes.render(c, s, mo, 2**44 + i, tl.times, tokenizer.image_size)
+        scores.append(video_scores(tokenizer.decode_frames(tokenizer.encode_frames(truth)), tl.times, c, s, mo))
+    return summarise(scores)
 
 
 def spread(combos: list, n: int) -> list:
@@ -384,6 +396,11 @@ def to_markdown(r: dict) -> str:
         ("tokenizer: held-out PSNR, codes used", f"{tok['psnr']:.2f} dB, {tok['codes_used']}"),
         ("tokenizer: 'code equal' agrees with 'patch pixels equal' (ground-truth key-frame pairs)",
          f"{tok['code_pixel_agreement']:.1%}"),
+        ("tokenizer: ground truth encoded and decoded ({videos} videos): shape / steps forward / flicker / area CV".format(
+            **tok["round_trip"]), "{} / {} / {} / {:.3f}".format(pct(tok["round_trip"]["shape"]),
+                                                            pct(tok["round_trip"]["forward_steps"]),
+                                                            pct(tok["round_trip"]["flicker_frames"]),
+                                                            tok["round_trip"]["area_cv_median"])),
     ]
     if "stream" in r:
         from .evaluate_stream import markdown_rows
