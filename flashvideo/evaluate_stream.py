@@ -7,7 +7,7 @@
   same object): does the motion follow the new prompt within one key frame (the first or second step
   under the new prompt covers at least `FORWARD` of the world's step), and is there no jump at the switch
   (the object's travel and size change at that step are at most `JUMP` times the world's step, its area
-  within a factor 1.5)?
+  within a factor 2 unless its size wrapped round the world's range, as a growing object's does at 32 px)?
 * late switches -- the same switch after `LATE_AT` key frames, past the 16 a model is trained on (serial
   numbers have cycled), then `LATE_AFTER` more key frames: does the motion follow within one key frame, and
   does the object stay (present in every key frame after the switch)?
@@ -49,8 +49,9 @@ def switch_result(frames: np.ndarray, new: str) -> tuple[bool, bool]:
     after = np.nan_to_num(shapes.progress(st, new)[j:j + 2]) / k          # first two steps under `new`
     travel, ds = np.hypot(st["dx"][j], st["dy"][j]) / k, abs(st["ds"][j]) / k
     area = m["area"][j:j + 2]
+    wrapped = abs(m["size"][j + 1] - m["size"][j]) / k > ds + 1e-6                # the world's size wrap
     jump = (not np.isfinite(travel) or travel > JUMP * shapes.SPEED or ds > JUMP * shapes.GROWTH
-            or area.min() == 0 or area.max() / area.min() > 2.0)
+            or area.min() == 0 or (area.max() / area.min() > 2.0 and not wrapped))
     return bool((after >= FORWARD * shapes.rate(new)).any()), bool(jump)
 
 

@@ -106,10 +106,14 @@ def test_switch_scoring_is_honest_on_ground_truth():
 
     times = list(range(SWITCH_AT + AFTER))
     hits = []
+    for seed in range(4):                             # every trained object and motion; sizes that wrap included
+        for i, (c, s, m) in enumerate(shapes.TRAIN_COMBOS):
+            new = new_motion(c, s, m, i + seed)
+            truth = shapes.render(c, s, m, 1000 * seed + i, times, switches=[(SWITCH_AT - 1, new)])
+            hits.append(switch_result(truth, new))
     for i, (c, s, m) in enumerate(shapes.TRAIN_COMBOS[::7]):
         new = new_motion(c, s, m, i)
         truth = shapes.render(c, s, m, i, times, switches=[(SWITCH_AT - 1, new)])
-        hits.append(switch_result(truth, new))
         teleport = truth.copy()
         teleport[SWITCH_AT:] = np.roll(truth[SWITCH_AT:], 20, axis=2)       # the object jumps at the switch
         assert switch_result(teleport, new)[1], (c, s, m, new)
