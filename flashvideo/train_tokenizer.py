@@ -51,7 +51,8 @@ def train_tokenizer(frames_iter, *, vq_kwargs: dict | None = None, steps: int, b
                     decoder_of: VQVAE | None = None, edge_weight: float = 0.0):
     """Train VQVAE(**vq_kwargs) for `steps` batches from frames_iter (yields uint8 (N,H,W,3)).
 
-    Loss = MSE(recon, x) + l1_weight * L1(recon, x) + edge_weight * (MSE on edge pixels, `_edge_mse`) + vq_loss, AdamW with linear warm-up then cosine decay.
+    Loss = MSE(recon, x) + l1_weight * L1(recon, x) + edge_weight * `_edge_mse`(recon, x) + vq_loss, AdamW with
+    linear warm-up then cosine decay.
     The codebook starts on encodings of the first batch; codes unused for `restart_every` steps are moved
     onto encodings of the current batch (until 80% of training).
     ``decoder_of``: a trained VQVAE whose encoder and codebook are kept as they are (every frame keeps its
