@@ -321,9 +321,8 @@ def cmd_train_tokenizer(args) -> None:
     from .world import frame_stream, make_world
 
     backend = tokenizer_class(args.backend)          # an unknown name is refused before any work
-    options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   edge_weight=getattr(args, "edge_weight", 0.0))
-    if getattr(args, "decoder_of", None):            # keep that tokenizer's codes, train its decoder on
+    options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, edge_weight=args.edge_weight)
+    if args.decoder_of:                              # keep that tokenizer's codes, train its decoder on
         base = read_tokenizer(args.decoder_of)
         if not isinstance(base, VQTokenizer):
             raise SystemExit(f"--decoder-of {args.decoder_of}: not a VQ tokenizer folder (backend {base.backend!r})")

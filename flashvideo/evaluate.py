@@ -161,15 +161,21 @@ def summarise(scores: list[dict]) -> dict:
     }
 
 
+def ground_truth_scores(tl: Timeline, size: int, seed: int, through=None) -> dict:
+    """`summarise` of the world's own videos of every combination on timeline `tl` (clip i from seed + i),
+    each passed through `through` (frames -> frames) first when given."""
+    scores = []
+    for i, (c, s, mo) in enumerate(shapes.ALL_COMBOS):
+        frames = shapes.render(c, s, mo, seed + i, tl.times, size)
+        scores.append(video_scores(through(frames) if through else frames, tl.times, c, s, mo))
+    return summarise(scores)
+
+
 def check_detector(size: int = 64, interp: tuple[int, ...] = (3, 7)) -> dict:
     """The detector must score ground-truth renders at 100 % and must not call a 1 px drift motion:
     every colour-shape-motion combination, 4 key frames with each count of in-between frames in `interp`,
     in-between frames on schedule. "ground_truth" holds the scores at the first count."""
-    refs = []
-    for n in interp:
-        tl = Timeline(4, n)
-        refs.append(summarise([video_scores(shapes.render(c, s, mo, 7 + i, tl.times, size), tl.times, c, s, mo)
-                               for i, (c, s, mo) in enumerate(shapes.ALL_COMBOS)]))
+    refs = [ground_truth_scores(Timeline(4, n), size, seed=7) for n in interp]
     tl = Timeline(4, interp[0])
     still = shapes.render("red", "square", "moves right", 3, [0] * len(tl.times), size)
     drift = np.stack([np.roll(f, int(round(i / (len(tl.times) - 1))), axis=1) for i, f in enumerate(still)])
@@ -287,12 +293,8 @@ def tokenizer_scores(pipe, n_clips: int) -> dict:
 def round_trip(tokenizer, key_frames: int = 4, interp_frames: int = 3) -> dict:
     """The eval's measures on ground-truth videos of every combination after encoding and decoding: the best
     a model drawing through this tokenizer can score (its shape and flicker ceiling)."""
-    tl = Timeline(key_frames, interp_frames)
-    scores = []
-    for i, (c, s, mo) in enumerate(shapes.ALL_COMBOS):
-        truth = shapes.render(c, s, mo, 2**44 + i, tl.times, tokenizer.image_size)
-        scores.append(video_scores(tokenizer.decode_frames(tokenizer.encode_frames(truth)), tl.times, c, s, mo))
-    return summarise(scores)
+    return ground_truth_scores(Timeline(key_frames, interp_frames), tokenizer.image_size, seed=2**44,
+                               through=lambda f: tokenizer.decode_frames(tokenizer.encode_frames(f)))
 
 
 def spread(combos: list, n: int) -> list:

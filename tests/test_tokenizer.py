@@ -298,6 +298,25 @@ def test_decoder_training_keeps_every_code_and_lowers_the_loss():
     assert not torch.allclose(vq.decode_codes(codes), base.decode_codes(codes))   # ... drawn by a new decoder
 
 
+def test_train_tokenizer_command_trains_a_decoder_and_keeps_the_codes(tmp_path):
+    from argparse import Namespace
+
+    from flashvideo.cli import cmd_train_tokenizer
+    from flashvideo.tokenizer import read_tokenizer
+
+    base = small_tokenizer()
+    base.save(tmp_path / "base")
+    args = Namespace(data="shapes", image_size=32, downsample=4, codes=8, code_dim=4, channels=4, steps=2,
+                     batch_size=2, lr=1e-3, seed=0, out=str(tmp_path / "out"), backend="vq", edge_weight=0.5,
+                     decoder_of=str(tmp_path / "base"))               # the size flags are the base's, not these
+    cmd_train_tokenizer(args)
+    out = read_tokenizer(tmp_path / "out")
+    frames = shape_frames(4, np.random.default_rng(2))
+    assert out.vocabulary == base.vocabulary and out.vq.kwargs == base.vq.kwargs
+    assert torch.equal(out.encode_frames(frames), base.encode_frames(frames))
+    assert not np.array_equal(out.decode_frames(base.encode_frames(frames)), base.decode_frames(base.encode_frames(frames)))
+
+
 def test_train_tokenizer_rejects_wrong_frames():
     with pytest.raises(ValueError, match=r"\(N,64,64,3\)"):
         train_tokenizer(iter([np.zeros((4, 32, 32, 3), np.uint8)]), vq_kwargs={}, steps=1, batch_size=2,

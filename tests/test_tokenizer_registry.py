@@ -93,7 +93,8 @@ def test_train_tokenizer_command_goes_through_the_registry(colour_backend, tmp_p
     from flashvideo.cli import cmd_train_tokenizer
 
     args = Namespace(data="shapes", image_size=8, downsample=4, codes=8, code_dim=4, channels=4, steps=1,
-                     batch_size=2, lr=1e-3, seed=0, out=str(tmp_path / "tok"), backend="colour")
+                     batch_size=2, lr=1e-3, seed=0, out=str(tmp_path / "tok"), backend="colour", edge_weight=0.0,
+                     decoder_of=None)
     cmd_train_tokenizer(args)
     meta = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
     assert meta["backend"] == "colour" and "circle" in meta["vocab"]
