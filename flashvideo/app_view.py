@@ -209,7 +209,7 @@ def rho0_steps(frame_tokens: int, key_frames: int, interp_frames: int, first_fra
     """Sequential token steps of the same fixed-length video at inherit_ratio 0 (every code sampled):
     G*G per generated key frame (lead-in key frames included; none when the first frame is given), plus n*G*G for
     the in-between frames (all pairs decode as one batch)."""
-    keys = (key_frames - int(first_frame) + (0 if first_frame else lead_in)) * frame_tokens
+    keys = (key_frames - 1 if first_frame else lead_in + key_frames) * frame_tokens
     return keys + (1 if batch_pairs else key_frames - 1) * interp_frames * frame_tokens
 
 

@@ -212,7 +212,8 @@ class EndlessStream:
         if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise ValueError(f"{path.name} is not a FlashVideo stream state")
         saved = meta.get("config")
-        if not isinstance(saved, dict) or without_sampling(saved) != pipe.config.model_dict() or meta.get("model") != model_key(pipe.model):
+        if (not isinstance(saved, dict) or without_sampling(saved) != pipe.config.model_dict()
+                or meta.get("model") != model_key(pipe.model)):
             raise ValueError(f"{path.name} was saved by another model or config; it cannot continue with this one")
         stream = cls(pipe, meta["prompt"], interp_frames=meta["interp_frames"], inherit_ratio=meta["inherit_ratio"],
                      seed=meta["seed"], batch_pairs=meta["batch_pairs"], negative_prompt=meta["negative_prompt"],

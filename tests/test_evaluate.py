@@ -5,8 +5,8 @@ import torch
 
 from flashvideo.config import FlashVideoConfig
 from flashvideo.data import shapes
-from flashvideo.evaluate import (check_detector, evaluate, forward_steps, psnr, sampling_sweep, ssim, summarise, sweep_markdown,
-                                 to_markdown, video_scores)
+from flashvideo.evaluate import (check_detector, evaluate, forward_steps, psnr, sampling_sweep, ssim, summarise,
+                                 sweep_markdown, to_markdown, video_scores)
 from flashvideo.pipeline import FlashVideoPipeline
 from flashvideo.retnet import RetNet
 from flashvideo.timeline import Timeline
