@@ -27,6 +27,7 @@ class FlashVideoConfig:
     # layout limits
     max_key_frames: int = 16      # most key frames in one video
     max_interp_frames: int = 7    # most frames inserted between two key frames
+    interp_count_token: bool = False  # an interpolation's task token names its n (one per n), not INTERP alone
     # RetNet
     d_model: int = 192
     n_layers: int = 4
@@ -76,6 +77,8 @@ class FlashVideoConfig:
         whole("chunk_size", 1, 1 << 16)
         number("memory_frames", 0.5, 1e4)          # with frames of >= 3 tokens, every decay is in (0, 1)
         number("shortest_memory", 1, 1e9, open_low=True)
+        if not isinstance(self.interp_count_token, bool):
+            raise ValueError(f"interp_count_token must be true or false, got {self.interp_count_token!r}")
         if self.image_size % self.grid:
             raise ValueError(f"image_size={self.image_size} must be a multiple of grid={self.grid}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -108,7 +111,7 @@ class FlashVideoConfig:
         """Serial-number tokens needed: the most key frames, and n+2 for the densest interpolation."""
         return max(self.max_key_frames, self.max_interp_frames + 2)
 
-    # Unified token ids: [image codes | text words (0 = pad) | SN_1..SN_n_sn | task tokens KEY, INTERP]
+    # Unified token ids: [image codes | text words (0 = pad) | SN_1..SN_n_sn | task tokens KEY, INTERP (n = 1, 2, ...)]
     @property
     def text_offset(self) -> int:
         return self.n_codes
@@ -123,7 +126,7 @@ class FlashVideoConfig:
 
     @property
     def vocab_size(self) -> int:
-        return self.task_offset + 2
+        return self.task_offset + 1 + (self.max_interp_frames if self.interp_count_token else 1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

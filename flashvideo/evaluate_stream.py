@@ -71,7 +71,8 @@ def switch_scores(pipe, n: int = 24, seed: int = 0, **sampling) -> dict:
     """Switch the motion of `n` trained objects after `SWITCH_AT` key frames; score the switches."""
     results = [switch_result(np.stack(before + after), new)
                for new, before, after in _switched(pipe, n, seed, SWITCH_AT, AFTER, "prompt switches", **sampling)]
-    return {"switches": n, "follow_within_one": sum(f for f, _ in results) / n, "jumps": sum(j for _, j in results) / n}
+    return {"switches": n, "follow_within_one": sum(f for f, _ in results) / n, "jumps": sum(j for _, j in results) / n,
+            "clean": sum(f and not j for f, j in results) / n}  # the target's measure: follows, and no jump
 
 
 def late_switch_scores(pipe, n: int = 8, seed: int = 0, **sampling) -> dict:
@@ -104,8 +105,8 @@ def markdown_rows(r: dict) -> list[tuple[str, str]]:
          f"{pct(a['colour'])} / {pct(a['shape'])} / {pct(a['motion'])} vs {pct(b['colour'])} / {pct(b['shape'])} / {pct(b['motion'])}"),
         (f"{lg['key_frames']}-key-frame streams, first vs last {lg['window']} key frames: steps forward / flicker",
          f"{pct(a['forward_steps'])} / {pct(a['flicker_frames'])} vs {pct(b['forward_steps'])} / {pct(b['flicker_frames'])}"),
-        (f"prompt switches ({sw['switches']}): motion follows within one key frame / jump at the switch",
-         f"{pct(sw['follow_within_one'])} / {pct(sw['jumps'])}"),
+        (f"prompt switches ({sw['switches']}): motion follows within one key frame / jump at the switch / both right",
+         f"{pct(sw['follow_within_one'])} / {pct(sw['jumps'])} / {pct(sw['clean'])}"),
     ]
     if "late_switches" in r:
         la = r["late_switches"]

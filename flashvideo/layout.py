@@ -10,7 +10,9 @@ Every frame is preceded by the same header, so a frame slot is always `frame_len
   and the frames are put back in time order afterwards: A, F_2 .. F_(n+1), B.
 
 One model serves both tasks; the task token (repeated in every header, so the retention decay never
-forgets it) tells it which sequence it is in. Prompts are padded to `text_len` words with id 0.
+forgets it) tells it which sequence it is in. With the config's `interp_count_token` an interpolation's task
+token also names n (`interp_task`): without it, n is only in B's serial number, frames back, and the model
+placed in-between frame j by j more than by n (at n = 7 the seventh frame already sat at B). Prompts are padded to `text_len` words with id 0.
 
 Token sequences use -1 for a code that is not known yet (to be sampled). All sizes come from the config.
 """
@@ -23,7 +25,7 @@ import torch
 from . import validation
 from .config import FlashVideoConfig
 
-KEY, INTERP = 0, 1  # task ids
+KEY, INTERP = 0, 1  # task ids (interpolation with n frames: INTERP + n - 1 under `interp_count_token`)
 UNKNOWN = -1
 
 
@@ -99,10 +101,14 @@ class Layout:
             raise ValueError(f"interp_frames={n} outside 1..{self.config.max_interp_frames}")
         return [1, n + 2] + list(range(2, n + 2))
 
+    def interp_task(self, n: int) -> int:
+        """Task id of an interpolation with n in-between frames."""
+        return INTERP + (n - 1 if self.config.interp_count_token else 0)
+
     def interp_sequence(self, text: torch.Tensor, a, b, middle: torch.Tensor) -> torch.Tensor:
         """a, b (grid, grid); middle (n, grid, grid), -1 where unknown -> ((n+2) * frame_len,)."""
         frames = torch.cat([a[None], b[None], middle])
-        return self._slots(INTERP, text, self.interp_sns(len(middle)), frames)
+        return self._slots(self.interp_task(len(middle)), text, self.interp_sns(len(middle)), frames)
 
     # ---- positions and teacher forcing -----------------------------------------------------
     def code_positions(self, slot: int) -> slice:

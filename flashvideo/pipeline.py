@@ -19,7 +19,7 @@ import torch
 
 from . import validation
 from .config import FlashVideoConfig
-from .layout import INTERP, KEY, UNKNOWN, Layout
+from .layout import KEY, UNKNOWN, Layout
 from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
 from .retnet import RetNet
 from .sampler import SamplingSettings
@@ -284,11 +284,11 @@ class FlashVideoPipeline:
         pairs = list(range(len(keys) - 1))
         gens = [_generator(child_seed(seed, 1, first_pair + p)) for p in pairs]  # pair numbers of a longer video
         regions = [token_regions(keys[p], keys[p + 1], inherit_ratio, gens[p], radius) for p in pairs]
-        sns = L.interp_sns(interp_frames)
+        sns, task = L.interp_sns(interp_frames), L.interp_task(interp_frames)
         neg = self._guidance_text(sampling, negative)
         for group in ([pairs] if batch_pairs else [[p] for p in pairs]):
             def slots(txt, *frames):  # (len(group), ...): per pair, header(sn) + codes for each (sn, codes of pair p)
-                return torch.stack([torch.cat([torch.cat([L.header(INTERP, txt, sn), f(p).flatten()]) for sn, f in frames])
+                return torch.stack([torch.cat([torch.cat([L.header(task, txt, sn), f(p).flatten()]) for sn, f in frames])
                                     for p in group])
 
             def twin(*frames):

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from .config import FlashVideoConfig
-from .layout import Layout
+from .layout import INTERP, Layout
 from .pipeline import FlashVideoPipeline, load_model
 from .retnet import RetNet
 from .timeline import Timeline
@@ -247,27 +247,32 @@ def load_checkpoint(out: Path, model: RetNet, opt, ema: RetNet | None = None) ->
 
 def load_init(folder, model: RetNet) -> None:
     """Copy the weights of the pipeline folder `folder` into `model` (fine-tuning). The model fields of
-    the two configs must agree, except that `model` may be deeper (`grow_depth`); the folder's sampling
+    the two configs must agree, except that `model` may be deeper (`grow`) and may name an interpolation's
+    n in its task token (`interp_count_token`: each new task token starts as INTERP); the folder's sampling
     defaults are not the model's and are ignored."""
     import dataclasses
 
     saved = load_model(Path(folder))  # validates the config and shapes, safetensors only
-    same = {"sampling": {}, "n_layers": 1}
+    same = {"sampling": {}, "n_layers": 1, "interp_count_token": False}
     if (dataclasses.replace(saved.config, **same) != dataclasses.replace(model.config, **same)
-            or saved.config.n_layers > model.config.n_layers):
-        raise ValueError(f"--init: {folder} holds a model of another config (only more layers may be asked for):\n"
+            or saved.config.n_layers > model.config.n_layers
+            or saved.config.interp_count_token > model.config.interp_count_token):
+        raise ValueError(f"--init: {folder} holds a model of another config (only more layers, or task tokens that "
+                         f"name n, may be asked for):\n"
                          f"  folder    {saved.config}\n  requested {model.config}")
-    grow_depth(saved, model)
+    grow(saved, model)
 
 
-def grow_depth(small: RetNet, big: RetNet) -> None:
-    """Load `small` into the deeper `big` so that `big` computes the same function (block expansion): the
-    small model's blocks keep their order, and each new block is placed after an even share of them with
-    its two residual projections (retention.out, glu.down) zeroed, so it adds nothing until it trains.
-    4 -> 6 layers: old, old, new, old, old, new."""
+def grow(small: RetNet, big: RetNet) -> None:
+    """Load `small` into the deeper or wider-vocabulary `big` so that `big` computes the same function.
+    Depth (block expansion): the small model's blocks keep their order, and each new block is placed after an
+    even share of them with its two residual projections (retention.out, glu.down) zeroed, so it adds nothing
+    until it trains. 4 -> 6 layers: old, old, new, old, old, new. Task tokens that name n start as INTERP."""
     old, extra = small.config.n_layers, big.config.n_layers - small.config.n_layers
     places = [i + (i * extra) // old for i in range(old)]  # where the old blocks go
     state = {k: v for k, v in small.state_dict().items() if not k.startswith("blocks.")}
+    embed, c = state["embed.weight"], big.config
+    state["embed.weight"] = torch.cat([embed, embed[c.task_offset + INTERP].expand(c.vocab_size - len(embed), -1)])
     for i, j in enumerate(places):
         state.update({f"blocks.{j}.{k}": v for k, v in small.blocks[i].state_dict().items()})
     for j in sorted(set(range(big.config.n_layers)) - set(places)):

@@ -47,6 +47,26 @@ def test_interp_sequence_n3_sn_numbers_and_time_order():
     assert (seq[L.code_positions(2)] == UNKNOWN).all()
 
 
+def test_interp_count_token_names_n_in_every_header_of_an_interpolation():
+    import dataclasses
+
+    counted = Layout(dataclasses.replace(CONFIG, interp_count_token=True))
+    c = counted.config
+    assert c.vocab_size == CONFIG.vocab_size + CONFIG.max_interp_frames - 1
+    text, a = counted.text_block([1]), torch.zeros(2, 2, dtype=torch.long)
+    tasks = {}
+    for n in range(1, CONFIG.max_interp_frames + 1):
+        seq = counted.interp_sequence(text, a, a, torch.full((n, 2, 2), UNKNOWN))
+        heads = {int(seq[s * counted.frame_len]) for s in range(n + 2)}
+        assert len(heads) == 1 and sns_of(seq) == [1, n + 2] + list(range(2, n + 2))   # the paper's SNs unchanged
+        tasks[n] = heads.pop()
+    assert sorted(tasks.values()) == list(range(c.task_offset + INTERP, c.vocab_size))  # one token per n
+    assert counted.key_sequence(text, a[None])[0] == c.task_offset + KEY
+    assert L.interp_task(3) == L.interp_task(1) == INTERP                                # off: one INTERP token
+    with pytest.raises(ValueError, match="interp_count_token must be true or false"):
+        dataclasses.replace(CONFIG, interp_count_token="yes")
+
+
 def test_targets_cover_only_generated_codes():
     text = L.text_block([1, 2, 3])
     frames = torch.randint(0, CONFIG.n_codes, (3, 2, 2))

@@ -95,6 +95,22 @@ def test_init_grows_a_deeper_model_that_computes_the_same_function(tokenizer_dir
         train(config(tokenizer_dir, tmp_path / "shallow", steps=0, init=str(grown), model={**TINY, "n_layers": 2}))
 
 
+def test_init_into_task_tokens_that_name_n_computes_the_same_function(tokenizer_dir, tmp_path):
+    from flashvideo.layout import Layout
+    from flashvideo.pipeline import load_model
+
+    source = train(config(tokenizer_dir, tmp_path / "source", steps=2))
+    counted = train(config(tokenizer_dir, tmp_path / "n", steps=0, init=str(source),
+                           model={**TINY, "interp_count_token": True}))
+    old, new = load_model(source), load_model(counted)
+    g = torch.randint(0, old.config.n_codes, (4, old.config.grid, old.config.grid))
+    seqs = [Layout(m.config).interp_sequence(Layout(m.config).text_block([1]), g[0], g[1], g[2:]) for m in (old, new)]
+    assert not torch.equal(*seqs)                                       # n = 2 has a token of its own ...
+    torch.testing.assert_close(new(seqs[1][None])[0], old(seqs[0][None])[0])  # ... which starts as INTERP
+    with pytest.raises(ValueError, match="another config"):              # and back is refused
+        train(config(tokenizer_dir, tmp_path / "back", steps=0, init=str(counted), model=TINY))
+
+
 def test_ema_averages_the_weights_and_resumes_exactly(tokenizer_dir, tmp_path):
     source = train(config(tokenizer_dir, tmp_path / "source", steps=2))
     one = train(config(tokenizer_dir, tmp_path / "one", steps=1, init=str(source), ema=0.9, export=str(tmp_path / "x")))
