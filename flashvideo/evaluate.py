@@ -305,7 +305,8 @@ def spread(combos: list, n: int) -> list:
 def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS), clips: int = 24, long: int = 12,
              seed: int = 0, **sampling) -> dict:
     """All metrics as a dict: `seen` training and `heldout` held-out combinations (spread evenly), 4 key
-    frames and 3 in-between frames at rho = 0.2; `long` videos of up to 16 key frames; `clips` clips
+    frames and 3 in-between frames at rho = 0.2 (`clips` seen ones also at the most in-between frames the model
+    takes, where timing shows most); `long` videos of up to 16 key frames; `clips` clips
     for PSNR/SSIM (4x as many for interpolation, whose rho = 0.5 cost is a small paired difference).
     `sampling` (temperature, top_k, ...) goes to the pipeline."""
     from .evaluate_stream import evaluate_streams
@@ -315,9 +316,12 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
     seen_scores = generated(pipe, train, seed, "seen", inherit_ratio=0.2, **sampling)
     held_scores = generated(pipe, spread(shapes.HELDOUT_COMBOS, heldout), seed, "held out", inherit_ratio=0.2, **sampling)
     rho0, rho05 = (interpolation(pipe, 4 * clips, 3, rho, seed, **sampling) for rho in (0.0, 0.5))
+    densest = pipe.config.max_interp_frames
     return {
         "seen": summarise(seen_scores), "heldout": summarise(held_scores),
         "all": summarise(seen_scores + held_scores),
+        "densest": {"interp_frames": densest, **summarise(generated(pipe, spread(shapes.TRAIN_COMBOS, clips), seed,
+                    f"{densest} in between", interp_frames=densest, inherit_ratio=0.2, **sampling))},
         "long": long_videos(pipe, spread(shapes.ALL_COMBOS, long), seed,
                             key_frames=min(16, pipe.config.max_key_frames), **sampling),
         "inheritance": inheritance(pipe, seed=seed, **sampling),
@@ -368,6 +372,9 @@ def to_markdown(r: dict) -> str:
     p, i0, i5, tok, inh = r["prediction"], r["interpolation_rho0"], r["interpolation_rho05"], r["tokenizer"], r["inheritance"]
     pct = "{:.0%}".format
     timing = " / ".join(f"{v:.2f}" for v in al["timing"].values())
+    dense = r["densest"]
+    n = dense["interp_frames"]
+    world = " / ".join(f"{j / (n + 1):.2f}" for j in range(1, n + 1))
     rows = [
         ("adherence, seen ({videos} prompts): colour / shape / motion".format(**a),
          f"{pct(a['colour'])} / {pct(a['shape'])} / {pct(a['motion'])}"),
@@ -383,6 +390,9 @@ def to_markdown(r: dict) -> str:
          pct(al["first_frame_right"])),
         ("garbled or collapsed frames", f"{al['garbled_frames']} of {al['frames']}"),
         ("in-between timing (world: 0.25 / 0.50 / 0.75)", timing),
+        (f"{n} in-between frames ({dense['videos']} seen prompts): timing (world: {world}); steps forward; flicker",
+         " / ".join(f"{v:.2f}" for v in dense["timing"].values())
+         + f"; {pct(dense['forward_steps'])}; {pct(dense['flicker_frames'])}"),
         (f"{lg['key_frames']}-key-frame videos, first vs last {lg['window']} key frames: steps forward",
          f"{pct(lg['first']['forward_steps'])} vs {pct(lg['last']['forward_steps'])}"),
         (f"{lg['key_frames']}-key-frame videos, first vs last {lg['window']} key frames: flicker",

@@ -85,8 +85,12 @@ def test_evaluate_runs_end_to_end():
     assert set(r["inheritance"]) == {0.2, 0.5, 1.0} and r["prediction"]["frames"] == 3
     assert r["long"]["key_frames"] == 4
     table = to_markdown(r)
+    assert r["densest"]["videos"] == 1 and r["densest"]["frames"] == 4 + 3 * 3      # the most in-between frames
+    assert "3 in-between frames (1 seen prompts): timing (world: 0.25 / 0.50 / 0.75)" in table
     assert "held out (1 prompts)" in table and "ground truth encoded and decoded (144 videos)" in table
     assert r["tokenizer"]["round_trip"]["videos"] == len(shapes.ALL_COMBOS)
+    sw = r["stream"]["switches"]                     # both right: follows and no jump, never more than either
+    assert 0 <= sw["clean"] <= min(sw["follow_within_one"], 1 - sw["jumps"]) and "jump at the switch / both right" in table
     late = r["stream"]["late_switches"]
     assert late["switches"] == 1 and 0 <= late["object_kept"] <= 1 and "late switches (1, after key frame 80)" in table
     rows = sampling_sweep(pipe, [dict(temperature=1.0), dict(temperature=0.5, top_k=4)], n=2)
