@@ -306,7 +306,7 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
              seed: int = 0, **sampling) -> dict:
     """All metrics as a dict: `seen` training and `heldout` held-out combinations (spread evenly), 4 key
     frames and 3 in-between frames at rho = 0.2 (`clips` seen ones also at the most in-between frames the model
-    takes, where timing shows most); `long` videos of up to 16 key frames; `clips` clips
+    takes, where timing shows most); `long` videos of up to 16 key frames and `long` streams of 64; `clips` clips
     for PSNR/SSIM (4x as many for interpolation, whose rho = 0.5 cost is a small paired difference).
     `sampling` (temperature, top_k, ...) goes to the pipeline."""
     from .evaluate_stream import evaluate_streams
@@ -328,7 +328,7 @@ def evaluate(pipe, *, seen: int = 45, heldout: int = len(shapes.HELDOUT_COMBOS),
         "prediction": prediction(pipe, clips, 4, seed, **sampling),
         "interpolation_rho0": rho0, "interpolation_rho05": rho05, "rho05_cost": paired_cost(rho0, rho05),
         "tokenizer": tokenizer_scores(pipe, clips),
-        "stream": evaluate_streams(pipe, long=max(1, long // 3), switches=2 * long, seed=seed, **sampling),
+        "stream": evaluate_streams(pipe, long=long, switches=2 * long, seed=seed, **sampling),
         "settings": {"clips": clips, "seen_combinations": len(train), "seed": seed, **sampling},
         "seconds": round(time.perf_counter() - t0, 1),
     }
