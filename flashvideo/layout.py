@@ -12,7 +12,8 @@ Every frame is preceded by the same header, so a frame slot is always `frame_len
 One model serves both tasks; the task token (repeated in every header, so the retention decay never
 forgets it) tells it which sequence it is in. With the config's `interp_count_token` an interpolation's task
 token also names n (`interp_task`): without it, n is only in B's serial number, frames back, and the model
-placed in-between frame j by j more than by n (at n = 7 the seventh frame already sat at B). Prompts are padded to `text_len` words with id 0.
+placed in-between frame j by j more than by n (at n = 7 the seventh frame already sat at B).
+Prompts are padded to `text_len` words with id 0.
 
 Token sequences use -1 for a code that is not known yet (to be sampled). All sizes come from the config.
 """
