@@ -40,10 +40,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .retnet import RetNet, step_rotation
+from .retnet import SHORT_SPAN, RetNet, step_rotation
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 192  # rows per step the build accepts (dynamic batch 1..MAX_BATCH; serving's MAX_ROWS); more: eager
+MAX_CHUNK = SHORT_SPAN  # tokens a row of a pass through `RetNet.verify` the build accepts (drafts, short prefills)
 # How a build is made; part of its file name, so that a build made another way is never loaded in its place.
 # "frozen": Inductor's freezing treats the weights as constants and pre-packs them for the CPU's matrix kernels.
 # Without it every matrix product of 2..8 rows (guided twins, batched pairs) re-packed its weights: the default
@@ -132,25 +133,51 @@ class _Step(nn.Module):
         return (logits, *new_state)
 
 
+class _Chunk(_Step):
+    """`RetNet._chunk` (a drafted pass of speculative decoding) likewise: logits and each layer's keys and values."""
+
+    def forward(self, idx, rot, *state):
+        logits, kv = type(self.model)._chunk(self.model, idx, list(state), rot)
+        return (logits, *kv)
+
+
 def build_step(model: RetNet, cache_dir: Path | None = None, precision: str = "float32") -> Path:
-    """Export the eager recurrent step (batch 1..MAX_BATCH) and compile it with AOTInductor into the cache.
-    Takes tens of seconds of CPU and needs a C++ compiler; call it from a command, never from a request."""
+    """Export the eager recurrent step (batch 1..MAX_BATCH) and the drafted pass (`RetNet._chunk`, 2..MAX_CHUNK tokens
+    a row) and compile both with AOTInductor into the cache. Takes a minute of CPU and needs a C++ compiler; call
+    it from a command, never from a request. Returns the step's path (the pass's is `chunk_path` of it)."""
     path = step_path(model, cache_dir, precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     c = model.config
     model = model.eval()
+    device = model.head.weight.device
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    tokens = torch.export.Dim("tokens", min=2, max=MAX_CHUNK)
     with torch.no_grad():
-        _, state = model.prefill(torch.zeros(2, 2, dtype=torch.long, device=model.head.weight.device))
-        idx = torch.zeros(2, dtype=torch.long, device=model.head.weight.device)
-        rot = step_rotation([2, 3], c.d_model, c.n_heads, idx.device)
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        shapes = {"idx": {0: batch}, "rot": {0: batch}, "state": tuple({0: batch} for _ in state)}
-        exported = torch.export.export(_Step(model, precision), (idx, rot, *state), dynamic_shapes=shapes)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # aoti insists on the .pt2 suffix
-        with torch._inductor.config.patch(freezing=True):
-            torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
-    os.replace(tmp, path)  # a half-written build never sits under the real name
+        _, state = model.prefill(torch.zeros(2, 2, dtype=torch.long, device=device))
+        idx = torch.zeros(2, dtype=torch.long, device=device)
+        rot = step_rotation([2, 3], c.d_model, c.n_heads, device)
+        chunk = torch.zeros(2, 3, dtype=torch.long, device=device)
+        chunk_rot = step_rotation([2, 3, 4] * 2, c.d_model, c.n_heads, device).view(2, 3, 2, -1)
+        for module, args, out, dims in (
+                (_Step, (idx, rot), path, {"idx": {0: batch}, "rot": {0: batch}}),
+                (_Chunk, (chunk, chunk_rot), chunk_path(path), {"idx": {0: batch, 1: tokens}, "rot": {0: batch, 1: tokens}})):
+            shapes = {**dims, "state": tuple({0: batch} for _ in state)}
+            exported = torch.export.export(module(model, precision), (*args, *state), dynamic_shapes=shapes)
+            tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.pt2")  # aoti insists on the .pt2 suffix
+            with torch._inductor.config.patch(freezing=True):
+                torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+            os.replace(tmp, out)  # a half-written build never sits under the real name
     return path
+
+
+def chunk_path(step: Path) -> Path:
+    """Where the drafted pass built with the step at `step` lives."""
+    return step.with_name("chunk" + step.name[len("step"):])
+
+
+def built(path: Path) -> bool:
+    """Whether the step at `path` and its drafted pass are both built."""
+    return path.exists() and chunk_path(path).exists()
 
 
 def load_step(model: RetNet, cache_dir: Path | None = None, precision: str | None = None) -> bool:
@@ -158,22 +185,28 @@ def load_step(model: RetNet, cache_dir: Path | None = None, precision: str | Non
     else the first of `preferred_precisions()` built. Returns whether `model.step` now runs it; a missing build is
     silent, a failed load is logged with its reason. `model.step_backend` becomes "aoti" (float32) or "aoti-bfloat16"."""
     paths = step_paths(model, cache_dir, (precision,) if precision else preferred_precisions())
-    found = [p for p, path in paths.items() if path.exists()]
+    found = [p for p, path in paths.items() if built(path)]
     if not found:
         return False
     precision, path = found[0], paths[found[0]]
     c = model.config
     dh = c.d_model // c.n_heads
+    state = [torch.zeros(1, c.n_heads, dh, dh) for _ in range(c.n_layers)]
     try:  # the package's C++ loader: no torch._inductor import, no per-call pytree parsing
         runner = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
-        probe = runner.boxed_run([torch.zeros(1, dtype=torch.long), step_rotation([0], c.d_model, c.n_heads),
-                                  *(torch.zeros(1, c.n_heads, dh, dh) for _ in range(c.n_layers))])
+        probe = runner.boxed_run([torch.zeros(1, dtype=torch.long), step_rotation([0], c.d_model, c.n_heads), *state])
         if len(probe) != 1 + c.n_layers or probe[0].shape != (1, c.n_codes):
             raise ValueError(f"the build returns {len(probe)} tensors, expected logits and {c.n_layers} states")
+        chunk = torch._C._aoti.AOTIModelPackageLoader(str(chunk_path(path)), "model", False, 1, -1)
+        rot = step_rotation([0, 1], c.d_model, c.n_heads).view(1, 2, 2, -1)
+        probe = chunk.boxed_run([torch.zeros(1, 2, dtype=torch.long), rot, *state])
+        if len(probe) != 1 + 2 * c.n_layers or probe[0].shape != (1, 2, c.n_codes):
+            raise ValueError(f"the drafted pass returns {len(probe)} tensors, expected logits and {2 * c.n_layers}")
     except Exception as e:  # a corrupt or foreign build: stay eager, say why
         log.warning("could not load the built step %s; the eager step stays in use (%s: %s)", path, type(e).__name__, e)
         return False
     eager = type(model)._recurrent.__get__(model)
+    eager_chunk = type(model)._chunk.__get__(model)
 
     def recurrent(idx, state, rot):
         if state is None or idx.shape[0] > MAX_BATCH or any(s is None for s in state):
@@ -183,15 +216,21 @@ def load_step(model: RetNet, cache_dir: Path | None = None, precision: str | Non
         logits, *new_state = runner.boxed_run([idx, rot, *(s.contiguous() for s in state)])
         return logits, new_state
 
-    model._recurrent = recurrent
+    def drafted(idx, state, rot):
+        if idx.shape[0] > MAX_BATCH or not 2 <= idx.shape[1] <= MAX_CHUNK:
+            return eager_chunk(idx, state, rot)
+        logits, *kv = chunk.boxed_run([idx, rot.contiguous(), *(s.contiguous() for s in state)])
+        return logits, kv
+
+    model._recurrent, model._chunk = recurrent, drafted
     model.step_backend = "aoti" if precision == "float32" else f"aoti-{precision}"
     return True
 
 
 def unload_step(model: RetNet) -> None:
     """Back to the eager step (e.g. before training the weights further)."""
-    model.__dict__.pop("_recurrent", None)
-    model.__dict__.pop("step_backend", None)
+    for name in ("_recurrent", "_chunk", "step_backend"):
+        model.__dict__.pop(name, None)
 
 
 def main(argv=None) -> None:
@@ -209,7 +248,7 @@ def main(argv=None) -> None:
     cache = Path(args.cache) if args.cache else None
     if args.command == "status":
         for precision, path in step_paths(model, cache).items():
-            print(f"{precision}: {path}: {'built' if path.exists() else 'not built'}")
+            print(f"{precision}: {path}: {'built' if built(path) else 'not built'}")
         return
     t0 = time.perf_counter()
     path = build_step(model, cache, args.precision or preferred_precisions()[0])

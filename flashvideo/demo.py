@@ -110,7 +110,7 @@ def build_step_at_start(model: str | os.PathLike | None = None) -> str:
     except Exception:  # the app says why on its page
         return ""
     precision = aot.preferred_precisions()[0]
-    if os.environ.get(COMPILE_ENV) in ("0", "1") or aot.step_path(pipe.model, precision=precision).exists():
+    if os.environ.get(COMPILE_ENV) in ("0", "1") or aot.built(aot.step_path(pipe.model, precision=precision)):
         return pipe.model.step_backend
     log.info("building the recurrent step ahead of time for this CPU (once per CPU type and weights, about a "
              "minute; FLASHVIDEO_COMPILE=0 skips it)")

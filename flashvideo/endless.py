@@ -56,12 +56,13 @@ class EndlessStream:
         self.interp_frames, self.inherit_ratio, self.seed, self.batch_pairs = interp_frames, inherit_ratio, seed, batch_pairs
         self.negative_prompt = negative_prompt
         self._negative = pipe._guidance_text(self.sampling, pipe.encode_negative(negative_prompt, self.sampling))
-        self.counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
+        self.counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0, "passes": 0}
         self._dec = pipe._decoder([_generator(child_seed(seed, 0))], self.sampling, self.counts)
         self._key_frames = 0                               # key frames so far (given ones included)
         self._lead = 0                                     # lead-in key frames drawn before them (`_key_frame`)
         self._t0 = time.perf_counter()
-        self._last_key: torch.Tensor | None = None
+        self._last_key: torch.Tensor | None = None        # the key frame the next in-between frames start from
+        self._before: torch.Tensor | None = None           # the last key frame decoded: the next one's draft
         self.prompt = prompt
 
     # ---- the prompt --------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class EndlessStream:
         for i, c in enumerate(codes):
             events.append(self._event(self.timeline_index(first + i), "given", c))
         self._key_frames += len(codes)
-        self._last_key = codes[-1]
+        self._last_key = self._before = codes[-1]
         return events
 
     def timeline_index(self, key_number: int) -> int:
@@ -135,7 +136,9 @@ class EndlessStream:
         for sn in map(L.key_sn, numbers):
             plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
             twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
-            codes = self._dec.run(plan, twin)[0, L.header_len:].view(G, G)
+            draft = None if self._before is None else torch.cat([torch.full((L.header_len,), UNKNOWN),
+                                                                  self._before.flatten()])[None]
+            codes = self._before = self._dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
         self._key_frames += 1
         return codes
 
@@ -226,6 +229,6 @@ class EndlessStream:
         dec.generators[0].set_state(tensors["generator"])
         stream._key_frames = int(meta["key_frames"])
         stream._lead = int(meta.get("lead_in", 0))
-        stream._last_key = tensors.get("last_key")
+        stream._last_key = stream._before = tensors.get("last_key")
         stream.counts.update(meta.get("counts", {}))
         return stream

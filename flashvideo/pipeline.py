@@ -104,6 +104,7 @@ def _generator(seed: int) -> torch.Generator:
 
 class FlashVideoPipeline:
     chunked_prefill = True  # known spans through the chunkwise form (False: token by token, for benchmarks)
+    draft_len = 8  # speculative decoding: each frame drafted from the one before, 8 codes checked per pass (0: off)
 
     def __init__(self, model: RetNet, tokenizer: Tokenizer):
         self.model = model.eval()
@@ -244,7 +245,8 @@ class FlashVideoPipeline:
 
     # ---- generation --------------------------------------------------------------------------
     def _decoder(self, generators, sampling, counts) -> Decoder:
-        return Decoder(self.model, generators, sampling, counts=counts, chunked=self.chunked_prefill)
+        return Decoder(self.model, generators, sampling, counts=counts, chunked=self.chunked_prefill,
+                       draft_len=self.draft_len)
 
     def _guidance_text(self, sampling, negative):
         """The twins' text block: `negative` (text_len,), or the null text; None when unguided."""
@@ -264,11 +266,14 @@ class FlashVideoPipeline:
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
         lead = 0 if given is not None else sampling.lead_in  # key frames drawn first, not shown
+        unknown = torch.full((L.header_len,), UNKNOWN)
+        draft = None  # the key frame before, as the draft of the next one's codes
         for i, k in enumerate(L.key_sns(key_frames, lead)):
             frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
-            codes = dec.run(plan, twin)[0, L.header_len:].view(G, G)
+            codes = dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
+            draft = torch.cat([unknown, codes.flatten()])[None]
             if i >= lead:
                 yield codes
 
@@ -298,9 +303,13 @@ class FlashVideoPipeline:
             # T SN_1 A  T SN_(n+2) B: known, one chunkwise pass
             known = ((sns[0], lambda p: keys[p]), (sns[1], lambda p: keys[p + 1]))
             dec.feed(slots(text, *known), twin(*known))
+            unknown = torch.full((len(group), L.header_len), UNKNOWN)
+            before = torch.stack([keys[p].flatten() for p in group])  # the frame before: the draft of the next
             for j, sn in enumerate(sns[2:], start=1):  # T SN_(j+1) F_(j+1), inheritable codes copied from A
                 frame = (sn, lambda p: inherit_plan(keys[p], regions[p]))
-                codes = dec.run(slots(text, frame), twin(frame))[:, L.header_len:].view(len(group), G, G)
+                draft = torch.cat([unknown, before], 1)
+                codes = dec.run(slots(text, frame), twin(frame), draft)[:, L.header_len:].view(len(group), G, G)
+                before = codes.flatten(1)
                 for row, p in enumerate(group):
                     yield p, j, codes[row], regions[p]
 
@@ -325,7 +334,7 @@ class FlashVideoPipeline:
         given = self.encode_image(first_frame) if first_frame is not None else None
         tokens = self.config.frame_tokens
         t0 = time.perf_counter()
-        counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
+        counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0, "passes": 0}
         inherited_total = 0
         timeline = Timeline(key_frames, interp_frames)
 

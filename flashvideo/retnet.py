@@ -27,6 +27,7 @@ from torch import nn
 from .config import FlashVideoConfig
 
 State = list  # one (B, H, dh, dh) tensor per layer, or None before the first token
+SHORT_SPAN = 32  # `prefill` takes spans up to this many tokens a row through `verify`, longer ones the chunkwise form
 
 
 class RMSNorm(nn.Module):
@@ -279,9 +280,18 @@ class RetNet(nn.Module):
     @torch.no_grad()
     def prefill(self, idx, state: State | None = None, offset: int | list = 0):
         """Known tokens idx (B, L) at positions offset.. (an int, or one per row) in one chunkwise pass.
-        Returns the logits for the next position (B, n_codes) and the new state."""
-        h, state = self.hidden(idx.to(self.head.weight.device), state, offset, "chunkwise")
-        return self.head(h[:, -1]), state
+        Returns the logits for the next position (B, n_codes) and the new state. A short span (a frame's header)
+        goes through `verify`, whose pass is built ahead of time where the step is (`flashvideo.aot`)."""
+        B, L = idx.shape
+        if L > SHORT_SPAN:
+            h, state = self.hidden(idx.to(self.head.weight.device), state, offset, "chunkwise")
+            return self.head(h[:, -1]), state
+        if state is None or any(s is None for s in state):
+            c = self.config
+            dh = c.d_model // c.n_heads
+            state = [self.head.weight.new_zeros(B, c.n_heads, dh, dh) for _ in self.blocks]
+        logits, kv = self.verify(idx, state, offset)
+        return logits[:, -1], self.keep(state, kv, [L] * B)
 
     @torch.no_grad()
     def step(self, idx, state: State | None, offset):
@@ -320,6 +330,59 @@ class RetNet(nn.Module):
             x = _add_linear(x, F.silu(a) * b, block.glu.down.weight)  # x + GLU
             new_state.append(S)
         return _linear(F.rms_norm(x, (D,), self.norm.weight, self.norm.eps), self.head.weight), new_state
+
+    @torch.no_grad()
+    def verify(self, idx, state: State, offset):
+        """T tokens per row in one pass from `state` (speculative decoding, `flashvideo.sampling`): idx (B, T) at
+        positions offset.. (an int, or one per row). Returns the logits after each token (B, T, n_codes) and the
+        chunk's keys and values, from which `keep` advances the state by any first n tokens of each row."""
+        (B, T), device = idx.shape, self.head.weight.device
+        starts = [offset] * B if isinstance(offset, int) else list(offset)
+        rot = step_rotation([p + t for p in starts for t in range(T)], self.config.d_model, self.config.n_heads, device)
+        return self._chunk(idx.to(device).contiguous(), list(state), rot.view(B, T, *rot.shape[1:]))
+
+    def _chunk(self, idx, state, rot):
+        """The retention's parallel form over T tokens per row after a state, written like `_recurrent` (and built
+        ahead of time alike, `flashvideo.aot`). idx (B, T); state per layer (B, H, dh, dh); rot (B, T, 2, 2D).
+        Returns logits (B, T, n_codes) and per layer k, v (B, H, T, dh), flat: [k_1, v_1, k_2, v_2, ...]."""
+        c = self.config
+        (B, T), D, H = idx.shape, c.d_model, c.n_heads
+        dh = D // H
+        cos, sin = rot.unbind(-2)  # (B, T, 2D)
+        t = torch.arange(T, device=idx.device, dtype=torch.float32)
+        x = F.embedding(idx, self.embed.weight)  # (B, T, D)
+        kv = []
+        for block, S in zip(self.blocks, state):
+            ret = block.retention
+            log_g = ret.gamma.log().view(H, 1, 1)
+            lag = t[:, None] - t[None, :]
+            decay = torch.exp(lag.clamp(min=0) * log_g) * (lag >= 0)  # gamma^(i-j) for j <= i: (H, T, T)
+            qkvg = _linear(F.rms_norm(x, (D,), block.norm1.weight, block.norm1.eps), ret.qkvg.weight)  # (B, T, 4D)
+            qk = qkvg[..., :2 * D]
+            qk = torch.addcmul(qk * cos, qk.unflatten(-1, (D, 2)).flip(-1).flatten(-2), sin)  # rotated q, k (k scaled)
+            q, k = qk.view(B, T, 2, H, dh).permute(2, 0, 3, 1, 4)  # (B, H, T, dh) each
+            v = qkvg[..., 2 * D:3 * D].view(B, T, H, dh).transpose(1, 2)
+            o = (q @ k.transpose(-1, -2) * decay) @ v + (q * torch.exp((t + 1).view(T, 1) * log_g)) @ S
+            o = F.rms_norm(o, (dh,), None, ret.head_norm.eps).transpose(1, 2).reshape(B, T, D)
+            x = x + _linear(F.silu(qkvg[..., 3 * D:]) * o, ret.out.weight)
+            a, b = _linear(F.rms_norm(x, (D,), block.norm2.weight, block.norm2.eps), block.glu.up.weight).chunk(2, -1)
+            x = x + _linear(F.silu(a) * b, block.glu.down.weight)
+            kv += [k, v]
+        return _linear(F.rms_norm(x, (D,), self.norm.weight, self.norm.eps), self.head.weight), kv
+
+    def keep(self, state: State, kv: list, n) -> State:
+        """The state after the first n[b] tokens of row b of a `verify` pass (0: unchanged):
+        gamma^n S + sum_(j < n) gamma^(n-1-j) k_j^T v_j."""
+        k0 = kv[0]
+        B, H, T, dh = k0.shape
+        n = torch.as_tensor(n, dtype=torch.float32, device=k0.device)[:, None, None]  # (B, 1, 1)
+        log_g = self.blocks[0].retention.gamma.log().view(-1, 1)  # (H, 1); every layer has the same decays
+        lag = n - 1 - torch.arange(T, device=k0.device)  # (B, 1, T)
+        w = (torch.exp(lag.clamp(min=0) * log_g) * (lag >= 0)).view(B * H, T, 1)  # gamma^(n-1-j), j < n
+        decay = torch.exp(n * log_g).view(B * H, 1, 1)  # gamma^n
+        return [torch.baddbmm(S.reshape(B * H, dh, dh) * decay, (k.reshape(B * H, T, dh) * w).transpose(1, 2),
+                              v.reshape(B * H, T, dh)).view(B, H, dh, dh)
+                for S, k, v in zip(state, kv[0::2], kv[1::2])]
 
     def compile_step(self, warmup_batches=(1, 2)) -> bool:
         """Opt-in: fuse the recurrent step with torch.compile (about 3x faster on CPU once built). Building

@@ -138,16 +138,58 @@ class Sampler:
         """logits (N, n_codes) of `rows` (None: all rows, N = B) -> codes (N,) long."""
         return self.sample(logits, rows)[0]
 
-    def sample(self, logits: torch.Tensor, rows: Sequence[int] | None = None, with_probs: bool = False):
+    def sample(self, logits: torch.Tensor, rows: Sequence[int] | None = None, with_probs: bool = False,
+               exclude: torch.Tensor | None = None):
         """Codes (N,) and, with with_probs, the probability each code had in the distribution it was
-        drawn from (greedy rows: the untempered softmax), else None."""
+        drawn from (greedy rows: the untempered softmax), else None. `exclude` (N,): a code per row drawn
+        from the distribution without it (a rejected draft, `accept`)."""
         rows = range(len(self.generators)) if rows is None else rows
+        w, raw, greedy = self._weights(logits, rows)
+        if exclude is not None and w is not None:
+            w = w.scatter(1, exclude.view(-1, 1).to(torch.long), 0.0)
+        if w is None:  # every row greedy
+            codes = raw.argmax(-1)  # the first maximum
+            return codes, (torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0] if with_probs else None)
+        cdf = w.cumsum(-1)
+        totals = cdf[:, -1].tolist()
+        if not all(0.0 < t < math.inf for t in totals):
+            raise ValueError("logits are NaN or all -inf: there is no distribution to sample from")
+        # the target t = u * total, kept below the total after rounding; then the first code whose
+        # cumulative weight exceeds t
+        targets = [min(u * t, math.nextafter(t, 0.0)) for u, t in zip(self._uniforms(rows, greedy), totals)]
+        codes = torch.searchsorted(cdf, torch.tensor(targets, dtype=torch.float64)[:, None], right=True)[:, 0]
+        if greedy is not None:
+            codes = torch.where(torch.tensor(greedy), raw.argmax(-1), codes)
+        probs = None
+        if with_probs:
+            probs = (w / cdf[:, -1:]).gather(1, codes[:, None])[:, 0]
+            if greedy is not None:
+                probs = torch.where(torch.tensor(greedy), torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0], probs)
+        return codes, probs
+
+    def accept(self, logits: torch.Tensor, drafts: torch.Tensor, rows: Sequence[int]) -> list[bool]:
+        """Speculative sampling with a given draft code per entry (`flashvideo.sampling`): entry i (row rows[i], logits
+        (N, n_codes)) keeps drafts[i] with the probability the draw gives it (one uniform number from the row's
+        generator, in entry order; greedy rows: when it is the likeliest code). A rejected draft is replaced by
+        `sample(..., exclude=draft)`; together the two draw exactly from the distribution, whatever the draft."""
+        w, raw, greedy = self._weights(logits, rows)
+        drafts = drafts.view(-1, 1).to(torch.long)
+        if w is None:
+            return (raw.argmax(-1, keepdim=True) == drafts)[:, 0].tolist()
+        p = (w.gather(1, drafts) / w.sum(-1, keepdim=True))[:, 0].tolist()
+        best, drafts = raw.argmax(-1).tolist(), drafts[:, 0].tolist()
+        greedy = greedy or [False] * len(p)
+        return [b == d if g else torch.rand((), generator=self.generators[r], dtype=torch.float64).item() < q
+                for r, q, g, b, d in zip(rows, p, greedy, best, drafts)]  # one draw per entry, whoever shares the call
+
+    def _weights(self, logits: torch.Tensor, rows: Sequence[int]):
+        """The unnormalised distribution of each entry after temperature, top-k and top-p (float64; None when every
+        row is greedy), the raw logits, and which entries are greedy (None: none is)."""
         if logits.dim() != 2 or logits.shape[0] != len(rows):
             raise ValueError(f"logits of shape {tuple(logits.shape)} for {len(rows)} rows: expected ({len(rows)}, n_codes)")
         x = logits.detach().to("cpu", torch.float64)  # float64: (x - max) / t stays finite for any t > 0
         if self._all_greedy:
-            codes = x.argmax(-1)  # the first maximum
-            return codes, (torch.softmax(x, -1).gather(1, codes[:, None])[:, 0] if with_probs else None)
+            return None, x, None
         sel = slice(None) if self.uniform else torch.as_tensor(list(rows), dtype=torch.long)
         raw = x
         if self.uniform and self._any_k:  # top-k on the raw logits (a temperature keeps the order)
@@ -166,23 +208,8 @@ class Sampler:
             before = sw.cumsum(-1) - sw  # mass of the more likely codes
             n_keep = (before < self._p[sel] * sw.sum(-1, keepdim=True)).sum(-1, keepdim=True).clamp(min=1)
             w = w.masked_fill(w < sw.gather(1, n_keep - 1), 0.0)  # ties with the last kept code stay
-        cdf = w.cumsum(-1)
-        totals = cdf[:, -1].tolist()
-        if not all(0.0 < t < math.inf for t in totals):
-            raise ValueError("logits are NaN or all -inf: there is no distribution to sample from")
         greedy = self._greedy[sel].expand(len(rows)).tolist() if self._any_greedy else None
-        # the target t = u * total, kept below the total after rounding; then the first code whose
-        # cumulative weight exceeds t
-        targets = [min(u * t, math.nextafter(t, 0.0)) for u, t in zip(self._uniforms(rows, greedy), totals)]
-        codes = torch.searchsorted(cdf, torch.tensor(targets, dtype=torch.float64)[:, None], right=True)[:, 0]
-        if greedy is not None:
-            codes = torch.where(torch.tensor(greedy), raw.argmax(-1), codes)
-        probs = None
-        if with_probs:
-            probs = (w / cdf[:, -1:]).gather(1, codes[:, None])[:, 0]
-            if greedy is not None:
-                probs = torch.where(torch.tensor(greedy), torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0], probs)
-        return codes, probs
+        return w, raw, greedy
 
     def _uniforms(self, rows, greedy) -> list[float]:
         """One uniform number in [0, 1) per non-greedy row, from its own generator (greedy rows draw none: 0)."""

@@ -81,13 +81,16 @@ class Decoder:
     logits: torch.Tensor | None = None  # (B or 2B, n_codes): prediction for position `pos`
     counts: dict | None = None  # running totals, may be shared between decoders
     chunked: bool = True        # False: known tokens also take one recurrent step each (for comparison)
+    draft_len: int = 0          # drafted tokens checked per pass (speculative decoding, `run(..., draft=)`); 0: off
     threads: int | None = 1     # intra-op threads while decoding (None: torch's setting)
 
     def __post_init__(self):
         if self.counts is None:
             self.counts = {}
-        for key in ("steps", "chunks", "sampled", "fed"):
+        for key in ("steps", "chunks", "sampled", "fed", "passes"):
             self.counts.setdefault(key, 0)
+        self.draft = None  # (rows, n) while `run` decodes a drafted plan
+        self.parts = None  # `together`: each decoder's counts and rows
         B = len(self.generators)
         self.draws = [_Draw(list(range(B)), list(range(B, 2 * B)) if self.guided else None,
                             Sampler(self.generators, self.sampling), self.sampling.guidance_scale)]
@@ -117,11 +120,25 @@ class Decoder:
         """Known tokens (B, n) in one chunkwise pass (guided: and their twins' tokens, `negative`)."""
         self._decode(self._check(self._rows(tokens, negative), sample=False), sample=False)
 
-    def run(self, plan: torch.Tensor, negative: torch.Tensor | None = None) -> torch.Tensor:
+    def run(self, plan: torch.Tensor, negative: torch.Tensor | None = None,
+            draft: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the -1 entries of plan (B, n) by sampling; return the completed tokens (B, n).
-        Guided: `negative` is the twins' plan (the same but for the text); it is completed alike."""
-        rows = self._check(self._rows(plan, negative).clone(), sample=True)
-        return self._decode(rows, sample=True)[:plan.shape[0]]
+        Guided: `negative` is the twins' plan (the same but for the text); it is completed alike.
+        `draft` (B, n): a guess of the codes to sample (-1: none), checked `draft_len` at a time in one pass each
+        (speculative decoding); the codes are drawn from the same distribution with or without it."""
+        rows = self._rows(plan, negative).clone()
+        self.draft = None
+        if self.draft_len and self.chunked:
+            if draft is None:
+                draft = torch.full_like(plan, UNKNOWN)
+            if draft.shape != plan.shape:
+                raise ValueError(f"a draft of shape {tuple(draft.shape)} for a plan of shape {tuple(plan.shape)}")
+            self.draft = draft.repeat(len(rows) // len(plan), 1).long()  # twins are fed their rows' codes
+        rows = self._check(rows, sample=True)
+        try:
+            return self._decode(rows, sample=True)[:plan.shape[0]]
+        finally:
+            self.draft = None
 
     def _check(self, tokens: torch.Tensor, sample: bool) -> torch.Tensor:
         """The model's batch (rows, n) of a plan (sample) or a known span, if this decoder can decode it; its work
@@ -141,6 +158,8 @@ class Decoder:
         """Add to `counts` what decoding these rows (the model's batch, (rows, n)) takes alone."""
         c, rows = self.counts, tokens.shape[0]
         for i, j, sampled in segments((tokens == UNKNOWN).any(0).tolist()):
+            if sampled and self.draft is not None:
+                continue  # drafted: counted as "passes" as it is decoded
             if sampled or not self.chunked:
                 c["steps"] += j - i
             else:
@@ -162,6 +181,8 @@ class Decoder:
         self.pos = _advance(self.pos, 1)
 
     def _run(self, plan: torch.Tensor) -> torch.Tensor:
+        if self.draft is not None:
+            return self._run_drafted(plan, self.draft)
         unknown = plan == UNKNOWN
         for i, j, sampled in segments(unknown.any(0).tolist()):
             if not sampled:
@@ -171,6 +192,82 @@ class Decoder:
             for draw in self.draws:
                 self._draw(draw, plan, i, here)
             self._step(plan[:, i])
+        return plan
+
+    def _run_drafted(self, plan: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
+        """Speculative decoding. Each pass feeds every row its next `draft_len` + 1 tokens (the next known or drawn
+        token, then known tokens and drafts) through `RetNet.verify`; the drafts are accepted in order by
+        `Sampler.accept`, and the first rejected one is replaced by a draw without it, which keeps every code's
+        distribution that of decoding token by token. Rows advance by what they accepted, each at its own position.
+        Where `draft` has no code (-1), the draft is the code before it again (a plain background repeats).
+        A pass costs about what a recurrent step of a few rows costs, and a frame that changes little from its draft
+        takes far fewer passes than it has codes."""
+        R, n = plan.shape
+        todo = (plan == UNKNOWN).any(0).tolist()
+        lead = todo.index(True) if True in todo else n
+        if lead:  # the known columns every row starts with (a header): one chunkwise pass
+            self._feed(plan[:, :lead])
+        cur, T, n_codes = [lead] * R, self.draft_len + 1, self.model.config.n_codes
+        pos = list(self.pos) if isinstance(self.pos, list) else [self.pos] * R
+        rows_plan, rows_draft = plan.tolist(), draft.tolist()
+
+        def put(d, k, col, code):  # row k of draw d, and its twin, take `code` at column col
+            for r in [d.rows[k]] + ([d.twins[k]] if d.twins is not None else []):
+                plan[r, col] = rows_plan[r][col] = code
+
+        def guided(d, ks, rows_logits):  # the draw's logits for its rows ks, guided with their twins'
+            cond = rows_logits([d.rows[k] for k in ks])
+            return cond if d.twins is None else guide(cond, rows_logits([d.twins[k] for k in ks]), d.scale)
+
+        while any(c < n for c in cur):
+            for d in self.draws:  # the next column, where it is unknown: drawn from the held logits
+                ks = [k for k, r in enumerate(d.rows) if cur[r] < n and rows_plan[r][cur[r]] == UNKNOWN]
+                if ks:
+                    for k, code in zip(ks, d.sampler(guided(d, ks, lambda rs: self.logits[rs]), ks).tolist()):
+                        put(d, k, cur[d.rows[k]], code)
+            tokens, drafted = [[0] * T for _ in range(R)], [[None] * T for _ in range(R)]
+            length = [0] * R
+            for r in range(R):  # known tokens, then drafts, while there is a draft
+                row, guess, c = rows_plan[r], rows_draft[r], cur[r]
+                for t in range(min(T, n - c)):
+                    tok = row[c + t]
+                    if tok == UNKNOWN:
+                        tok = guess[c + t] if guess[c + t] >= 0 else tokens[r][t - 1]  # t > 0: column c is known
+                        if not 0 <= tok < n_codes:
+                            break
+                        drafted[r][t] = tok
+                    tokens[r][t] = tok
+                    length[r] = t + 1
+            out, kv = self.model.verify(torch.tensor(tokens), self.state, pos)
+            for counts, rows in self.parts or [(self.counts, range(R))]:  # each request counts the passes it is in
+                counts["passes"] += any(cur[r] < n for r in rows)
+            keep, rejected = list(length), set()
+            for d in self.draws:  # drafts accepted in order; the first rejected one replaced by a draw without it
+                entries = [(k, t) for k, r in enumerate(d.rows) for t in range(1, length[r]) if drafted[r][t] is not None]
+                if not entries:
+                    continue
+                ks = [k for k, _ in entries]
+                at = torch.tensor([t - 1 for _, t in entries])  # the logits that predict column cur + t
+                logits = guided(d, ks, lambda rs: out[torch.tensor(rs), at])
+                drafts = torch.tensor([drafted[d.rows[k]][t] for k, t in entries])
+                for e, ((k, t), good) in enumerate(zip(entries, d.sampler.accept(logits, drafts, ks))):
+                    r = d.rows[k]
+                    if r in rejected:
+                        continue
+                    if good:
+                        put(d, k, cur[r] + t, drafted[r][t])
+                        continue
+                    put(d, k, cur[r] + t, int(d.sampler.sample(logits[e:e + 1], [k], exclude=drafts[e:e + 1])[0]))
+                    for row in [r] + ([d.twins[k]] if d.twins is not None else []):
+                        keep[row] = t  # the replaced column is fed first in the next pass
+                        rejected.add(row)
+            self.state = self.model.keep(self.state, kv, keep)
+            last = out[torch.arange(R), torch.tensor([max(k - 1, 0) for k in keep])]  # predicts column cur + keep
+            held = torch.tensor([k > 0 and r not in rejected for r, k in enumerate(keep)])[:, None]
+            self.logits = last if self.logits is None else torch.where(held, last, self.logits)
+            cur = [c + k for c, k in zip(cur, keep)]
+            pos = [p + k for p, k in zip(pos, keep)]
+        self.pos = _shared(pos) if isinstance(self.pos, int) else pos
         return plan
 
     def _draw(self, d: _Draw, plan: torch.Tensor, i: int, unknown: list) -> None:
@@ -192,7 +289,8 @@ class Decoder:
         generators, sampling settings and guidance; rows in the decoders' order, each decoder's rows in a block.
         Decode with `_feed` / `_run` on the blocks stacked alike, then hand the results back with `scatter`."""
         first = decoders[0]
-        merged = cls(first.model, [], counts={}, chunked=first.chunked, threads=first.threads)
+        merged = cls(first.model, [], counts={}, chunked=first.chunked, threads=first.threads,
+                     draft_len=first.draft_len)
         alike, at = {}, 0  # (settings, scale) -> rows, twins, generators
         for dec in decoders:
             for d in dec.draws:
@@ -206,6 +304,13 @@ class Decoder:
         merged.pos = [dec.pos for dec in decoders for _ in range(dec.rows)]
         merged.state = _stacked([dec.state for dec in decoders], [dec.rows for dec in decoders])
         merged.logits = _stacked([dec.logits for dec in decoders], [dec.rows for dec in decoders])
+        starts = [sum(dec.rows for dec in decoders[:k]) for k in range(len(decoders))]
+        merged.parts = [(dec.counts, range(s, s + dec.rows)) for dec, s in zip(decoders, starts)]
+        drafts = [dec.draft for dec in decoders]
+        if any(d is not None for d in drafts):  # rows without one are decoded token by token
+            n = next(d for d in drafts if d is not None).shape[1]
+            merged.draft = torch.cat([torch.full((dec.rows, n), UNKNOWN) if d is None else d
+                                      for dec, d in zip(decoders, drafts)])
         return merged
 
     def scatter(self, decoders: list) -> None:

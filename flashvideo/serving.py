@@ -201,7 +201,8 @@ class Server:
         lane = copy.copy(self.pipe)
         lane.tokenizer = _Unlocked(self, self.pipe.tokenizer)
         lane._decoder = lambda generators, sampling, counts: _LaneDecoder(
-            self, request, self.model, generators, sampling, counts=counts, chunked=self.pipe.chunked_prefill)
+            self, request, self.model, generators, sampling, counts=counts, chunked=self.pipe.chunked_prefill,
+            draft_len=self.pipe.draft_len)
         with self.lock:
             self.running += 1
         self.turn.acquire()

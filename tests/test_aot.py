@@ -62,6 +62,7 @@ def test_built_step_matches_eager_and_falls_back(tmp_path):
     model, ids, state = prefilled()
     eager = model.step(ids[:, 6], state, 6)
     rows = model.step(ids[:, 6], state, [6, 9, 40])                      # rows at positions of their own
+    drafted = model.verify(ids[:, 6:9], state, [6, 9, 40])               # a pass of 3 tokens a row
     path = aot.build_step(model, tmp_path)
     assert path.exists() and not list(path.parent.glob(".*.tmp.pt2"))
     assert aot.load_step(model, tmp_path) and model.step_backend == "aoti"
@@ -70,10 +71,13 @@ def test_built_step_matches_eager_and_falls_back(tmp_path):
         assert close(built, (eager[0][:b], [s[:b] for s in eager[1]]), 1e-5)
     built = model.step(ids[:, 6], state, [6, 9, 40])                     # per-row positions run the build too
     assert close(built, rows, 1e-5) and not close(built, eager, 1e-3)    # ... and the positions matter
+    for b, t in ((3, 3), (2, 2)):  # the drafted pass: dynamic rows and tokens
+        got = model.verify(ids[:b, 6:6 + t], [s[:b] for s in state], [6, 9, 40][:b])
+        assert close(got, (drafted[0][:b, :t], [x[:b, :, :t] for x in drafted[1]]), 1e-5)
     first, _ = model.step(ids[:, 0], None, 0)  # no state yet: the eager step
     assert first.shape == (3, model.config.n_codes)
     aot.unload_step(model)
-    assert model.step_backend == "eager" and "_recurrent" not in model.__dict__
+    assert model.step_backend == "eager" and "_recurrent" not in model.__dict__ and "_chunk" not in model.__dict__
 
 
 def test_bfloat16_comes_first_only_on_a_cpu_with_bfloat16_arithmetic():

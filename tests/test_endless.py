@@ -52,7 +52,7 @@ def test_extending_a_saved_stream_gives_the_frames_of_one_stream(tiny_pipe, tmp_
 def test_a_prompt_switch_reaches_the_next_key_frames_header(tiny_pipe):
     stream = EndlessStream(tiny_pipe, "red square grows", interp_frames=0, seed=1, batch_pairs=1)
     plans, run = [], stream._dec.run
-    stream._dec.run = lambda plan, twin=None: plans.append(plan.clone()) or run(plan, twin)
+    stream._dec.run = lambda plan, twin=None, draft=None: plans.append(plan.clone()) or run(plan, twin, draft)
     list(stream.frames(2))
     stream.prompt = "blue circle moves left"
     list(stream.frames(2))

@@ -71,6 +71,7 @@ def test_inherited_tokens_are_copied_never_sampled(tiny_pipe, monkeypatch, ratio
         return codes
 
     monkeypatch.setattr(Sampler, "__call__", counting)
+    monkeypatch.setattr(tiny_pipe, "draft_len", 0)  # token by token: one recurrent step per position sampled
     keys, n = similar_keys(), 3
     text = tiny_pipe.encode_prompt(PROMPT)
     counts = {}
@@ -230,3 +231,22 @@ def test_code_generators_take_sampling_keywords_too(tiny_pipe):
     assert all(torch.equal(x, y) for x, y in zip(c, d))
     with pytest.raises(TypeError, match="unknown sampling keywords"):
         next(tiny_pipe.key_frame_codes(text, 2, seed=1, temprature=0.5))
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_drafted_decoding_draws_what_token_by_token_decoding_draws(tiny_pipe, monkeypatch, guidance):
+    """Greedy, speculative decoding must give exactly the token-by-token video, for any number of drafted codes per
+    pass; and it takes fewer passes than codes it samples (drafts from the frame before are often right)."""
+    run = dict(key_frames=4, interp_frames=2, seed=0, temperature=0, guidance_scale=guidance)
+    monkeypatch.setattr(tiny_pipe, "draft_len", 0)
+    plain = tiny_pipe(PROMPT, **run)
+    for n in (1, 3, 8):
+        monkeypatch.setattr(tiny_pipe, "draft_len", n)
+        drafted = tiny_pipe(PROMPT, **run)
+        assert all(np.array_equal(a, b) for a, b in zip(plain.frames, drafted.frames)), n
+    counts = {}
+    text = tiny_pipe.encode_prompt(PROMPT)
+    keys = list(tiny_pipe.key_frame_codes(text, 4, 0, temperature=0, guidance_scale=guidance, lead_in=0,
+                                          counts=counts))
+    assert len(keys) == 4 and counts["steps"] == 0  # every code through drafted passes
+    assert 4 <= counts["passes"] < 4 * tiny_pipe.config.frame_tokens  # a pass checks up to 8 drafted codes

@@ -61,6 +61,29 @@ def test_model_forms_agree_with_prefill_then_steps(L):
         assert rel_err(logits, full[:, -1]) < 1e-4
 
 
+def test_verify_gives_each_tokens_logits_and_keep_the_state_after_any_first_n():
+    config = tiny_config()
+    model = RetNet(config).eval()
+    idx = torch.randint(0, config.vocab_size, (3, 20))
+    starts = [5, 7, 9]  # rows at positions of their own, as batched requests are
+    with torch.no_grad():
+        states = [model.prefill(idx[r:r + 1, :s], None, 0)[1] for r, s in enumerate(starts)]
+        state = [torch.cat(layer) for layer in zip(*states)]
+        chunk = torch.stack([idx[r, s:s + 6] for r, s in enumerate(starts)])
+        logits, kv = model.verify(chunk, state, starts)
+        keep = [0, 4, 6]
+        kept = model.keep(state, kv, keep)
+        for r, s in enumerate(starts):
+            st = states[r]
+            for t in range(6):
+                step, st = model.step(idx[r:r + 1, s + t], st, s + t)
+                assert rel_err(logits[r, t], step[0]) < 1e-4
+                if t + 1 == keep[r]:
+                    assert all(rel_err(a[r], b[0]) < 1e-4 for a, b in zip(kept, st))
+            if keep[r] == 0:
+                assert all(torch.equal(a[r], b[0]) for a, b in zip(kept, states[r]))
+
+
 def test_longest_head_spans_two_frames():
     config = FlashVideoConfig()
     frame_len = Layout(config).frame_len

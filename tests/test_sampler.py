@@ -159,6 +159,7 @@ def test_guide_interp_off_guides_key_frames_only():
     from conftest import make_tiny_pipeline
 
     pipe = make_tiny_pipeline()
+    pipe.draft_len = 0  # token by token, where any change of the logits shows in the codes
     key_only = SamplingSettings(guidance_scale=3.0, guide_interp=False)
     run = lambda **kw: list(pipe.stream("red circle grows", key_frames=3, interp_frames=2, seed=4, **kw))  # noqa: E731
     guided, mixed = run(guidance_scale=3.0), run(sampling=key_only)
@@ -203,3 +204,29 @@ def test_lead_in_frames_are_drawn_first_and_not_shown():
     for bad in (-1, 5, 1.5, "1", True):
         with pytest.raises(ValueError, match="lead_in"):
             SamplingSettings(lead_in=bad)
+
+
+@pytest.mark.parametrize("settings", [SamplingSettings(temperature=1.0), SamplingSettings(temperature=0.7, top_k=3),
+                                      SamplingSettings(temperature=1.2, top_p=0.8)])
+def test_an_accepted_or_replaced_draft_is_drawn_from_the_distribution(settings):
+    """Speculative sampling is exact: keeping the draft with its probability, else drawing without it, gives each
+    code the probability a plain draw gives it, whatever the draft."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]])
+    sampler = Sampler([torch.Generator().manual_seed(0)], settings)
+    w, _, _ = sampler._weights(logits, [0])
+    p = (w / w.sum())[0]
+    for draft in (0, 3):  # the likeliest code, and one that top-k / top-p may leave out
+        d = torch.tensor([draft])
+        n, seen = 20000, torch.zeros(5)
+        for _ in range(n):
+            ok = sampler.accept(logits, d, [0])[0]
+            seen[draft if ok else int(sampler.sample(logits, [0], exclude=d)[0][0])] += 1
+        assert (seen / n - p.float()).abs().max() < 0.015, (draft, seen / n, p)
+
+
+def test_a_greedy_draft_is_kept_exactly_when_it_is_the_likeliest_code():
+    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
+    gens = [torch.Generator().manual_seed(0) for _ in range(2)]
+    sampler = Sampler(gens, SamplingSettings(temperature=0))
+    assert sampler.accept(logits, torch.tensor([1, 2]), [0, 1]) == [True, False]
+    assert sampler.sample(logits[1:], [1], exclude=torch.tensor([2]))[0].tolist() == [0]
