@@ -116,8 +116,8 @@ class Session:
             inherited = int(stats.get("tokens_inherited", 0))
             r["inherited"] += inherited
             r["sampled"] += 0 if kind in ("given", "first") else self.pipe.config.frame_tokens - inherited
-            if "total_steps" in stats:
-                r["steps"] = stats["total_steps"] - r["steps0"]
+            if "total_steps" in stats:  # sequential model calls: token steps and drafted passes
+                r["steps"] = stats["total_steps"] + stats.get("total_passes", 0) - r["steps0"]
             if not self.changes or self.changes[-1][1] != prompt:
                 self.changes.append((index, prompt))
             changed = index > 0 and self.changes[-1][0] == index
@@ -226,7 +226,7 @@ class Session:
             self._make_stream()
         with self.busy:
             self.stream.prompt = prompt
-            self.run["steps0"] = self.stream.counts["steps"]
+            self.run["steps0"] = self.stream.counts["steps"] + self.stream.counts["passes"]
         for ev in self._locked(self.stream.frames(key_frames)):
             yield self._add(self.offset + ev.index, ev.kind, ev.image, ev.regions, ev.stats.get("prompt", prompt),
                             {**ev.stats, "total_steps": ev.stats.get("total_steps", 0)})

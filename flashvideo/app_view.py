@@ -214,13 +214,13 @@ def rho0_steps(frame_tokens: int, key_frames: int, interp_frames: int, first_fra
 
 
 def steps_line(steps: int, baseline: int | None) -> str:
+    """`steps`: the run's sequential model calls (recurrent steps and drafted passes); `baseline`: `rho0_steps`."""
     if not baseline:
-        return f"- sequential token steps **{steps}**"
+        return f"- sequential model calls **{steps}**"
     if baseline > steps:
-        return (f"- sequential token steps **{steps}**; without inherited tokens (ρ = 0) it would take {baseline}: "
-                f"**{baseline / max(1, steps):.2f}× as many**")
-    return (f"- sequential token steps **{steps}**, the same as at ρ = 0 (the pairs decode in lockstep: a position "
-            "is skipped only when every pair inherits it)")
+        return (f"- sequential model calls **{steps}**; token by token with every code sampled (ρ = 0, no drafts) it "
+                f"would take {baseline}: **{baseline / max(1, steps):.2f}× as many**")
+    return f"- sequential model calls **{steps}**, as many as token by token with every code sampled (ρ = 0, no drafts)"
 
 
 def stats_markdown(s: dict, seed: int, model: str, step: str) -> str:

@@ -300,9 +300,9 @@ def cmd_generate(args) -> None:
     seconds = time.perf_counter() - t0
     for out in outs:
         print(f"wrote {out}")
-    total = {k: stats.get(f"total_{k}", 0) - before.get(k, 0) for k in ("sampled", "steps")}
+    total = {k: stats.get(f"total_{k}", 0) - before.get(k, 0) for k in ("sampled", "steps", "passes")}
     print(f"{written} frames in {seconds:.2f} s ({written / max(seconds, 1e-9):.1f} frames/s); tokens sampled "
-          f"{total['sampled']}, inherited {inherited}, recurrent steps {total['steps']}")
+          f"{total['sampled']}, inherited {inherited}, sequential model calls {total['steps'] + total['passes']}")
     if len(schedule) > 1:
         ends = [k - 1 for k, _ in schedule[1:]] + [key_frames - 1]
         print("prompts: " + "; ".join(f"key frames {k}..{e}: {p!r}" for (k, p), e in zip(schedule, ends)))

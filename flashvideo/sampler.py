@@ -138,15 +138,11 @@ class Sampler:
         """logits (N, n_codes) of `rows` (None: all rows, N = B) -> codes (N,) long."""
         return self.sample(logits, rows)[0]
 
-    def sample(self, logits: torch.Tensor, rows: Sequence[int] | None = None, with_probs: bool = False,
-               exclude: torch.Tensor | None = None):
+    def sample(self, logits: torch.Tensor, rows: Sequence[int] | None = None, with_probs: bool = False):
         """Codes (N,) and, with with_probs, the probability each code had in the distribution it was
-        drawn from (greedy rows: the untempered softmax), else None. `exclude` (N,): a code per row drawn
-        from the distribution without it (a rejected draft, `accept`)."""
+        drawn from (greedy rows: the untempered softmax), else None."""
         rows = range(len(self.generators)) if rows is None else rows
         w, raw, greedy = self._weights(logits, rows)
-        if exclude is not None and w is not None:
-            w = w.scatter(1, exclude.view(-1, 1).to(torch.long), 0.0)
         if w is None:  # every row greedy
             codes = raw.argmax(-1)  # the first maximum
             return codes, (torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0] if with_probs else None)
@@ -167,20 +163,47 @@ class Sampler:
                 probs = torch.where(torch.tensor(greedy), torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0], probs)
         return codes, probs
 
-    def accept(self, logits: torch.Tensor, drafts: torch.Tensor, rows: Sequence[int]) -> list[bool]:
-        """Speculative sampling with a given draft code per entry (`flashvideo.sampling`): entry i (row rows[i], logits
-        (N, n_codes)) keeps drafts[i] with the probability the draw gives it (one uniform number from the row's
-        generator, in entry order; greedy rows: when it is the likeliest code). A rejected draft is replaced by
-        `sample(..., exclude=draft)`; together the two draw exactly from the distribution, whatever the draft."""
+    def speculate(self, logits: torch.Tensor, drafts: Sequence[int], rows: Sequence[int]) -> list:
+        """Speculative sampling (`flashvideo.sampling`): entries are consecutive codes of their rows, in order (a row's
+        entries together), each with the logits it is drawn from (N, n_codes) and a draft code (-1: none). An entry
+        keeps its draft with the probability the distribution gives it, else takes a draw from the distribution
+        without the draft (undrafted: a plain draw), and its row stops there: later entries of the row are None.
+        Each decided entry takes exactly two uniform numbers from its row's generator (greedy rows: none, and the
+        likeliest code), so a code's draw does not depend on which entries share the call. Keeping or replacing the
+        draft draws every code from exactly the distribution, whatever the draft."""
         w, raw, greedy = self._weights(logits, rows)
-        drafts = drafts.view(-1, 1).to(torch.long)
-        if w is None:
-            return (raw.argmax(-1, keepdim=True) == drafts)[:, 0].tolist()
-        p = (w.gather(1, drafts) / w.sum(-1, keepdim=True))[:, 0].tolist()
-        best, drafts = raw.argmax(-1).tolist(), drafts[:, 0].tolist()
-        greedy = greedy or [False] * len(p)
-        return [b == d if g else torch.rand((), generator=self.generators[r], dtype=torch.float64).item() < q
-                for r, q, g, b, d in zip(rows, p, greedy, best, drafts)]  # one draw per entry, whoever shares the call
+        best = raw.argmax(-1).tolist()
+        greedy = greedy or [w is None] * len(rows)
+        if w is None:  # every row greedy
+            w = raw.softmax(-1)
+        p = (w.gather(1, torch.tensor([max(d, 0) for d in drafts])[:, None])[:, 0] / w.sum(-1)).tolist()
+        out, stopped, redraw, targets = [None] * len(rows), set(), [], []
+        for e, (r, d) in enumerate(zip(rows, drafts)):
+            if r in stopped:
+                continue
+            if greedy[e]:  # the draft is kept exactly when it is the likeliest code
+                keep, u = d == best[e], 0.0
+            else:
+                u1, u2 = torch.rand(2, generator=self.generators[r], dtype=torch.float64).tolist()
+                keep, u = d >= 0 and u1 < p[e], (u2 if d >= 0 else u1)
+            if keep:
+                out[e] = d
+                continue
+            stopped.add(r)
+            redraw.append(e)
+            targets.append(u)
+        if redraw:
+            ww = w[redraw]
+            without = [(i, drafts[e]) for i, e in enumerate(redraw) if drafts[e] >= 0]
+            if without:  # the distribution without the rejected draft
+                ww = ww.index_put((torch.tensor([i for i, _ in without]), torch.tensor([d for _, d in without])),
+                                  torch.zeros(len(without), dtype=ww.dtype))
+            cdf = ww.cumsum(-1)
+            t = [min(u * tot, math.nextafter(tot, 0.0)) for u, tot in zip(targets, cdf[:, -1].tolist())]
+            codes = torch.searchsorted(cdf, torch.tensor(t, dtype=torch.float64)[:, None], right=True)[:, 0].tolist()
+            for e, c in zip(redraw, codes):
+                out[e] = best[e] if greedy[e] else c
+        return out
 
     def _weights(self, logits: torch.Tensor, rows: Sequence[int]):
         """The unnormalised distribution of each entry after temperature, top-k and top-p (float64; None when every

@@ -22,6 +22,8 @@ import torch
 from .layout import UNKNOWN
 from .sampler import Sampler, SamplingSettings, guide
 
+DRAFT_BUDGET = 36  # tokens a drafted pass feeds at most (`Decoder.draft_budget`)
+
 
 @contextmanager
 def torch_threads(n: int | None):
@@ -82,6 +84,7 @@ class Decoder:
     counts: dict | None = None  # running totals, may be shared between decoders
     chunked: bool = True        # False: known tokens also take one recurrent step each (for comparison)
     draft_len: int = 0          # drafted tokens checked per pass (speculative decoding, `run(..., draft=)`); 0: off
+    draft_budget: int = DRAFT_BUDGET  # tokens a pass feeds at most, over all rows: many rows draft less, or not at all
     threads: int | None = 1     # intra-op threads while decoding (None: torch's setting)
 
     def __post_init__(self):
@@ -91,6 +94,7 @@ class Decoder:
             self.counts.setdefault(key, 0)
         self.draft = None  # (rows, n) while `run` decodes a drafted plan
         self.parts = None  # `together`: each decoder's counts and rows
+        self.calls = 0     # sequential model calls (recurrent steps or drafted passes) of the last `_run`
         B = len(self.generators)
         self.draws = [_Draw(list(range(B)), list(range(B, 2 * B)) if self.guided else None,
                             Sampler(self.generators, self.sampling), self.sampling.guidance_scale)]
@@ -128,7 +132,7 @@ class Decoder:
         (speculative decoding); the codes are drawn from the same distribution with or without it."""
         rows = self._rows(plan, negative).clone()
         self.draft = None
-        if self.draft_len and self.chunked:
+        if self.draft_len and self.chunked and self.pass_len(len(rows)) >= 2:
             if draft is None:
                 draft = torch.full_like(plan, UNKNOWN)
             if draft.shape != plan.shape:
@@ -155,17 +159,14 @@ class Decoder:
             return self._run(tokens) if sample else self._feed(tokens)
 
     def tally(self, tokens: torch.Tensor) -> None:
-        """Add to `counts` what decoding these rows (the model's batch, (rows, n)) takes alone."""
+        """Add to `counts` what decoding these rows (the model's batch, (rows, n)) takes alone, but for the model calls
+        that sample, which `_count` adds as they run."""
         c, rows = self.counts, tokens.shape[0]
         for i, j, sampled in segments((tokens == UNKNOWN).any(0).tolist()):
-            if sampled and self.draft is not None:
-                continue  # drafted: counted as "passes" as it is decoded
-            if sampled or not self.chunked:
-                c["steps"] += j - i
-            else:
-                c["chunks"] += 1
-            if not sampled:
-                c["fed"] += rows * (j - i)
+            if sampled:
+                continue  # counted as it is decoded (`_count`): a step per position, or drafted passes
+            c["steps" if not self.chunked else "chunks"] += j - i if not self.chunked else 1
+            c["fed"] += rows * (j - i)
         c["sampled"] += int((tokens[:len(self.generators)] == UNKNOWN).sum())
 
     def _feed(self, tokens: torch.Tensor) -> None:
@@ -176,12 +177,24 @@ class Decoder:
         self.logits, self.state = self.model.prefill(tokens, self.state, _shared(self.pos))
         self.pos = _advance(self.pos, tokens.shape[1])
 
+    def _count(self, key: str, live: list) -> None:
+        """One model call that samples: counted by each decoder (`together`: each request) with a row in `live`."""
+        for counts, rows in self.parts or [(self.counts, range(len(live)))]:
+            counts[key] += any(live[r] for r in rows)
+
     def _step(self, tokens: torch.Tensor) -> None:
+        self.calls += 1
         self.logits, self.state = self.model.step(tokens, self.state, _shared(self.pos))
         self.pos = _advance(self.pos, 1)
 
+    def pass_len(self, rows: int) -> int:
+        """Tokens a row a drafted pass of `rows` rows feeds (below 2: token by token). A pass costs about a step
+        while it reads the weights more than it computes; past that, drafts that are rejected are wasted work."""
+        return min(self.draft_len + 1, self.draft_budget // max(1, rows))
+
     def _run(self, plan: torch.Tensor) -> torch.Tensor:
-        if self.draft is not None:
+        self.calls = 0
+        if self.draft is not None and self.pass_len(len(plan)) >= 2:
             return self._run_drafted(plan, self.draft)
         unknown = plan == UNKNOWN
         for i, j, sampled in segments(unknown.any(0).tolist()):
@@ -189,81 +202,82 @@ class Decoder:
                 self._feed(plan[:, i:j])
                 continue
             here = unknown[:, i].tolist()
+            self._count("steps", here)
             for draw in self.draws:
                 self._draw(draw, plan, i, here)
             self._step(plan[:, i])
         return plan
 
     def _run_drafted(self, plan: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
-        """Speculative decoding. Each pass feeds every row its next `draft_len` + 1 tokens (the next known or drawn
-        token, then known tokens and drafts) through `RetNet.verify`; the drafts are accepted in order by
-        `Sampler.accept`, and the first rejected one is replaced by a draw without it, which keeps every code's
-        distribution that of decoding token by token. Rows advance by what they accepted, each at its own position.
-        Where `draft` has no code (-1), the draft is the code before it again (a plain background repeats).
-        A pass costs about what a recurrent step of a few rows costs, and a frame that changes little from its draft
-        takes far fewer passes than it has codes."""
+        """Speculative decoding. Every code to sample has a draft: `draft`'s code there, else (-1) the code before it
+        again (a plain background repeats). Each pass feeds every row its next tokens (the next code, decided from
+        the held logits, then known tokens and drafts, `pass_len` in all) through `RetNet.verify`, and
+        `Sampler.speculate` keeps the drafts in order until it replaces one by a draw without it: every code is
+        drawn from exactly the distribution of decoding token by token, and no code's draw depends on where the
+        passes start, so rows decode alike in any batch. Rows advance by what they kept, each at its own position.
+        A pass costs about what a recurrent step of a few rows costs, and a frame that changes little from its
+        draft takes far fewer passes than it has codes."""
         R, n = plan.shape
         todo = (plan == UNKNOWN).any(0).tolist()
         lead = todo.index(True) if True in todo else n
         if lead:  # the known columns every row starts with (a header): one chunkwise pass
             self._feed(plan[:, :lead])
-        cur, T, n_codes = [lead] * R, self.draft_len + 1, self.model.config.n_codes
+        cur, T, n_codes = [lead] * R, self.pass_len(R), self.model.config.n_codes
         pos = list(self.pos) if isinstance(self.pos, list) else [self.pos] * R
-        rows_plan, rows_draft = plan.tolist(), draft.tolist()
+        P, D = plan.tolist(), draft.tolist()
 
-        def put(d, k, col, code):  # row k of draw d, and its twin, take `code` at column col
-            for r in [d.rows[k]] + ([d.twins[k]] if d.twins is not None else []):
-                plan[r, col] = rows_plan[r][col] = code
+        def guess(r, col):  # the draft of row r's code at col: given, else the code before it (if it is a code)
+            if D[r][col] >= 0:
+                return D[r][col]
+            before = P[r][col - 1] if col > 0 else UNKNOWN
+            return before if 0 <= before < n_codes else UNKNOWN
 
-        def guided(d, ks, rows_logits):  # the draw's logits for its rows ks, guided with their twins'
-            cond = rows_logits([d.rows[k] for k in ks])
-            return cond if d.twins is None else guide(cond, rows_logits([d.twins[k] for k in ks]), d.scale)
+        def decide(d, entries, rows_logits):  # entries (k, col) in order; codes kept or drawn, None past a stop
+            ks = [k for k, _ in entries]
+            cond = rows_logits([d.rows[k] for k in ks], entries)
+            logits = cond if d.twins is None else guide(cond, rows_logits([d.twins[k] for k in ks], entries), d.scale)
+            codes = d.sampler.speculate(logits, [guess(d.rows[k], col) for k, col in entries], ks)
+            for (k, col), code in zip(entries, codes):
+                if code is None:
+                    continue
+                for r in [d.rows[k]] + ([d.twins[k]] if d.twins is not None else []):
+                    plan[r, col] = P[r][col] = code
+            return codes
 
         while any(c < n for c in cur):
-            for d in self.draws:  # the next column, where it is unknown: drawn from the held logits
-                ks = [k for k, r in enumerate(d.rows) if cur[r] < n and rows_plan[r][cur[r]] == UNKNOWN]
-                if ks:
-                    for k, code in zip(ks, d.sampler(guided(d, ks, lambda rs: self.logits[rs]), ks).tolist()):
-                        put(d, k, cur[d.rows[k]], code)
-            tokens, drafted = [[0] * T for _ in range(R)], [[None] * T for _ in range(R)]
-            length = [0] * R
-            for r in range(R):  # known tokens, then drafts, while there is a draft
-                row, guess, c = rows_plan[r], rows_draft[r], cur[r]
-                for t in range(min(T, n - c)):
-                    tok = row[c + t]
+            for d in self.draws:  # each row's next code, where it is to sample: from the held logits
+                entries = [(k, cur[r]) for k, r in enumerate(d.rows) if cur[r] < n and P[r][cur[r]] == UNKNOWN]
+                if entries:
+                    decide(d, entries, lambda rs, _: self.logits[rs])
+            tokens, length = [[0] * T for _ in range(R)], [0] * R
+            for r in range(R):  # that code, then known codes and drafts, while there is a draft
+                for t in range(min(T, n - cur[r])):
+                    col = cur[r] + t
+                    tok = P[r][col]
                     if tok == UNKNOWN:
-                        tok = guess[c + t] if guess[c + t] >= 0 else tokens[r][t - 1]  # t > 0: column c is known
+                        tok = D[r][col] if D[r][col] >= 0 else tokens[r][t - 1]  # t > 0: column cur is known
                         if not 0 <= tok < n_codes:
                             break
-                        drafted[r][t] = tok
-                    tokens[r][t] = tok
-                    length[r] = t + 1
+                    tokens[r][t], length[r] = tok, t + 1
+            self._count("passes", [c < n for c in cur])
+            self.calls += 1
             out, kv = self.model.verify(torch.tensor(tokens), self.state, pos)
-            for counts, rows in self.parts or [(self.counts, range(R))]:  # each request counts the passes it is in
-                counts["passes"] += any(cur[r] < n for r in rows)
-            keep, rejected = list(length), set()
-            for d in self.draws:  # drafts accepted in order; the first rejected one replaced by a draw without it
-                entries = [(k, t) for k, r in enumerate(d.rows) for t in range(1, length[r]) if drafted[r][t] is not None]
+            keep = list(length)
+            for d in self.draws:  # the drafts, in order, kept until one is replaced
+                entries = [(k, cur[r] + t) for k, r in enumerate(d.rows) for t in range(1, length[r])
+                           if P[r][cur[r] + t] == UNKNOWN]
                 if not entries:
                     continue
-                ks = [k for k, _ in entries]
-                at = torch.tensor([t - 1 for _, t in entries])  # the logits that predict column cur + t
-                logits = guided(d, ks, lambda rs: out[torch.tensor(rs), at])
-                drafts = torch.tensor([drafted[d.rows[k]][t] for k, t in entries])
-                for e, ((k, t), good) in enumerate(zip(entries, d.sampler.accept(logits, drafts, ks))):
+                at = torch.tensor([col - cur[d.rows[k]] - 1 for k, col in entries])  # the logits that predict col
+                codes = decide(d, entries, lambda rs, _: out[torch.tensor(rs), at])
+                for (k, col), code in zip(entries, codes):
                     r = d.rows[k]
-                    if r in rejected:
-                        continue
-                    if good:
-                        put(d, k, cur[r] + t, drafted[r][t])
-                        continue
-                    put(d, k, cur[r] + t, int(d.sampler.sample(logits[e:e + 1], [k], exclude=drafts[e:e + 1])[0]))
-                    for row in [r] + ([d.twins[k]] if d.twins is not None else []):
-                        keep[row] = t  # the replaced column is fed first in the next pass
-                        rejected.add(row)
+                    if code != tokens[r][col - cur[r]] and keep[r] == length[r]:  # replaced (or past a stop)
+                        for row in [r] + ([d.twins[k]] if d.twins is not None else []):
+                            keep[row] = col - cur[r]  # the replaced code is fed first in the next pass
             self.state = self.model.keep(self.state, kv, keep)
             last = out[torch.arange(R), torch.tensor([max(k - 1, 0) for k in keep])]  # predicts column cur + keep
-            held = torch.tensor([k > 0 and r not in rejected for r, k in enumerate(keep)])[:, None]
+            held = torch.tensor([0 < k == length[r] for r, k in enumerate(keep)])[:, None]
             self.logits = last if self.logits is None else torch.where(held, last, self.logits)
             cur = [c + k for c, k in zip(cur, keep)]
             pos = [p + k for p, k in zip(pos, keep)]

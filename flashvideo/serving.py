@@ -120,7 +120,7 @@ class Server:
         self.rows = 0                # rows of the admitted requests
         self.running = 0             # admitted requests that are not waiting for the batch
         self.waiting: list = []      # requests waiting for the next batch
-        self.batches = 0             # batched recurrent steps run ...
+        self.batches = 0             # batched model calls run (recurrent steps, drafted passes) ...
         self.rows_stepped = 0        # ... and the rows they stepped (mean batch: rows_stepped / batches)
         self.decode_seconds = 0.0    # time in batched decoding (steps, prefills, sampling)
 
@@ -271,9 +271,8 @@ class Server:
                     decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
                     dec = decoders[0] if len(ks) == 1 else Decoder.together(decoders)  # alone: the solo computation
                     if sample:
-                        steps = int((tokens == UNKNOWN).any(0).sum())
-                        self.batches, self.rows_stepped = self.batches + steps, self.rows_stepped + steps * len(tokens)
                         out = dec._run(tokens).split([len(asks[k][1]) for k in ks])
+                        self.batches, self.rows_stepped = self.batches + dec.calls, self.rows_stepped + dec.calls * len(tokens)
                         for k, rows in zip(ks, out):
                             answers[k] = rows
                     else:

@@ -161,7 +161,7 @@ def test_generate_in_the_browser(browser, app_url):
     assert statuses[0].startswith("key frame") and "7/7" in statuses[-1]
     assert page.locator("#video video").get_attribute("src").endswith(".mp4")
     assert page.locator("#gif").is_enabled() and page.locator("#continue").is_enabled()
-    assert "sequential token steps" in page.evaluate(STATUS)
+    assert "sequential model calls" in page.evaluate(STATUS)
     assert "Frame 1" in page.evaluate(CAPTION)
     # no status or error badge covers the stats
     badges = page.locator("#stats .progress-text, #stats .error")

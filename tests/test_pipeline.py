@@ -152,11 +152,14 @@ def test_tiny_temperature_is_greedy_not_nan(tiny_pipe):
 
 
 @pytest.mark.parametrize("negative", [None, "a blue square moves left"])
-def test_guided_batched_pairs_equal_one_pair_at_a_time(tiny_pipe, negative):
+def test_guided_batched_pairs_equal_one_pair_at_a_time(tiny_pipe, negative, monkeypatch):
     kw = dict(key_frames=4, interp_frames=2, inherit_ratio=0.3, seed=5, guidance_scale=3.0, negative_prompt=negative)
-    batched = tiny_pipe(PROMPT, batch_pairs=True, **kw)
-    single = tiny_pipe(PROMPT, batch_pairs=False, **kw)
-    assert np.array_equal(batched.frames, single.frames)
+    for drafts in (8, 0):  # drafted (the default) and token by token
+        monkeypatch.setattr(tiny_pipe, "draft_len", drafts)
+        batched = tiny_pipe(PROMPT, batch_pairs=True, **kw)
+        single = tiny_pipe(PROMPT, batch_pairs=False, **kw)
+        assert np.array_equal(batched.frames, single.frames)
+    # token by token, where any change of the logits shows in the codes: guidance changes the video
     unguided = tiny_pipe(PROMPT, **{**kw, "guidance_scale": 1.0, "negative_prompt": None})
     assert not np.array_equal(batched.frames, unguided.frames)
 

@@ -208,25 +208,29 @@ def test_lead_in_frames_are_drawn_first_and_not_shown():
 
 @pytest.mark.parametrize("settings", [SamplingSettings(temperature=1.0), SamplingSettings(temperature=0.7, top_k=3),
                                       SamplingSettings(temperature=1.2, top_p=0.8)])
-def test_an_accepted_or_replaced_draft_is_drawn_from_the_distribution(settings):
+def test_a_kept_or_replaced_draft_is_drawn_from_the_distribution(settings):
     """Speculative sampling is exact: keeping the draft with its probability, else drawing without it, gives each
-    code the probability a plain draw gives it, whatever the draft."""
+    code the probability a plain draw gives it, whatever the draft (or none)."""
     logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0]])
     sampler = Sampler([torch.Generator().manual_seed(0)], settings)
     w, _, _ = sampler._weights(logits, [0])
-    p = (w / w.sum())[0]
-    for draft in (0, 3):  # the likeliest code, and one that top-k / top-p may leave out
-        d = torch.tensor([draft])
+    p = (w / w.sum())[0].float()
+    for draft in (0, 3, -1):  # the likeliest code, one that top-k / top-p may leave out, no draft
         n, seen = 20000, torch.zeros(5)
         for _ in range(n):
-            ok = sampler.accept(logits, d, [0])[0]
-            seen[draft if ok else int(sampler.sample(logits, [0], exclude=d)[0][0])] += 1
-        assert (seen / n - p.float()).abs().max() < 0.015, (draft, seen / n, p)
+            seen[sampler.speculate(logits, [draft], [0])[0]] += 1
+        assert (seen / n - p).abs().max() < 0.015, (draft, seen / n, p)
 
 
-def test_a_greedy_draft_is_kept_exactly_when_it_is_the_likeliest_code():
-    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
-    gens = [torch.Generator().manual_seed(0) for _ in range(2)]
-    sampler = Sampler(gens, SamplingSettings(temperature=0))
-    assert sampler.accept(logits, torch.tensor([1, 2]), [0, 1]) == [True, False]
-    assert sampler.sample(logits[1:], [1], exclude=torch.tensor([2]))[0].tolist() == [0]
+def test_speculation_stops_a_row_at_its_first_replaced_draft_and_draws_the_same_in_any_batch():
+    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
+    greedy = Sampler([torch.Generator(), torch.Generator()], SamplingSettings(temperature=0))
+    # row 0: keeps 0, replaces 0 by 1 (the likeliest) and stops; row 1: keeps its one draft
+    assert greedy.speculate(logits, [0, 0, 2, 0], [0, 0, 0, 1]) == [0, 1, None, 0]
+
+    def sampler(*seeds):
+        return Sampler([torch.Generator().manual_seed(s) for s in seeds], SamplingSettings(temperature=1.0))
+    both = sampler(1, 2)
+    both.speculate(logits[:2], [0, 1], [0, 0])
+    together = both.speculate(logits[2:], [2, 0], [0, 1])
+    assert together[1] == sampler(2).speculate(logits[3:], [0], [0])[0]  # row 1 draws as it does alone

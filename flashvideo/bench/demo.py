@@ -47,21 +47,23 @@ def demo_pipeline(s: Settings):
     if s.aoti and pipe.model.step_backend == "eager":  # the step built ahead of time for these weights, if asked
         from .. import aot
 
-        if not aot.step_path(pipe.model).exists():
+        if not aot.built(aot.step_path(pipe.model)):
             aot.build_step(pipe.model)
         aot.load_step(pipe.model)
     return pipe, weights
 
 
 def samplings(pipe) -> dict:
-    """The model's default sampling and, where they differ from it, every frame guided and no guidance at all."""
-    d = pipe.default_sampling
-    options = {"default": d, "every frame guided": replace(d, guide_interp=True),
-               "unguided": replace(d, guidance_scale=1.0)}
+    """{name: (sampling, draft_len)}: the model's default sampling with the pipeline's drafted decoding, the same
+    token by token (no drafts), and where they differ from the default, every frame guided and no guidance at all."""
+    d, drafts = pipe.default_sampling, pipe.draft_len
+    options = {"default": (d, drafts), "token by token (no drafts)": (d, 0),
+               "every frame guided": (replace(d, guide_interp=True), drafts),
+               "unguided": (replace(d, guidance_scale=1.0), drafts)}
     kept = {}
-    for name, settings in options.items():
-        if settings not in kept.values():
-            kept[name] = settings
+    for name, option in options.items():
+        if option not in kept.values():
+            kept[name] = option
     return kept
 
 
@@ -74,10 +76,11 @@ def section_demo(s: Settings) -> dict:
     runs = {name: [] for name in options}
 
     def run(name):
+        sampling, pipe.draft_len = options[name]
         t0 = time.perf_counter()
         first, last = None, None
         for ev in pipe.stream(s.demo_prompt, key_frames=K, interp_frames=n, inherit_ratio=DEMO_RHO, seed=0,
-                              sampling=options[name]):
+                              sampling=sampling):
             first = first if first is not None else time.perf_counter() - t0
             last = ev
         runs[name].append({"total": time.perf_counter() - t0, "first": first, "stats": last.stats})
@@ -88,6 +91,7 @@ def section_demo(s: Settings) -> dict:
     for _ in range(s.repeats):
         for name in options:
             run(name)
+    pipe.draft_len = options["default"][1]
     total, first = median([r["total"] for r in runs["default"]]), median([r["first"] for r in runs["default"]])
     stats = runs["default"][-1]["stats"]
     frames = Timeline(K, n).n_frames
@@ -95,8 +99,10 @@ def section_demo(s: Settings) -> dict:
             "image_size": pipe.config.image_size, "grid": pipe.config.grid, "seconds": total,
             "time_to_first_frame": first, "seconds_per_frame": total / frames, "fps": frames / total,
             "tokens_sampled": stats.get("total_sampled"), "tokens_inherited": stats.get("total_inherited"),
-            "recurrent_steps": stats.get("total_steps"), "sampling": str(options["default"]),
-            "samplings": {name: {"settings": str(options[name]), "seconds": median([r["total"] for r in runs[name]]),
+            "model_calls": stats.get("total_steps", 0) + stats.get("total_passes", 0),
+            "drafted_passes": stats.get("total_passes", 0), "sampling": str(options["default"][0]),
+            "draft_len": options["default"][1],
+            "samplings": {name: {"settings": f"{options[name][0]}, draft_len={options[name][1]}", "seconds": median([r["total"] for r in runs[name]]),
                                  "over_default": median([r["total"] for r in runs[name]]) / total} for name in options}}
 
 
@@ -108,13 +114,15 @@ def markdown(r: dict) -> list[str]:
     L.append(f"{d['weights']}; recurrent step: {d.get('step', 'eager')}. \"{d['prompt']}\", {d['key_frames']} key frames, {d['interp_frames']} inserted per pair "
              f"({d['frames']} frames, {d['image_size']}x{d['image_size']}, grid {d['grid']}), rho 0.2, VQ decoding included.")
     L.append("")
-    L.append("| total | time to first frame | per frame | frames/s | tokens sampled | inherited | recurrent steps |")
+    L.append("| total | time to first frame | per frame | frames/s | tokens sampled | inherited | sequential model calls |")
     L.append("|---|---|---|---|---|---|---|")
     L.append(f"| {fmt_s(d['seconds'])} | {fmt_s(d['time_to_first_frame'])} | {fmt_s(d['seconds_per_frame'])} | "
-             f"{d['fps']:.1f} | {d['tokens_sampled']} | {d['tokens_inherited']} | {d['recurrent_steps']} |")
+             f"{d['fps']:.1f} | {d['tokens_sampled']} | {d['tokens_inherited']} | {d['model_calls']} "
+             f"({d['drafted_passes']} drafted passes of up to {d['draft_len']} drafts) |")
     L.append("")
     if len(d.get("samplings", {})) > 1:
-        L.append("The same video with other samplings, timed interleaved with the default in the same repeats:")
+        L.append("The same video decoded token by token and with other samplings, timed interleaved with the default "
+                 "in the same repeats:")
         L.append("")
         L.append("| sampling | settings | total | × default |")
         L.append("|---|---|---|---|")
