@@ -372,17 +372,16 @@ class RetNet(nn.Module):
 
     def keep(self, state: State, kv: list, n) -> State:
         """The state after the first n[b] tokens of row b of a `verify` pass (0: unchanged):
-        gamma^n S + sum_(j < n) gamma^(n-1-j) k_j^T v_j."""
-        k0 = kv[0]
-        B, H, T, dh = k0.shape
-        n = torch.as_tensor(n, dtype=torch.float32, device=k0.device)[:, None, None]  # (B, 1, 1)
+        gamma^n S + sum_(j < n) gamma^(n-1-j) k_j^T v_j, every layer in one batched product."""
+        S, k, v = torch.stack(state), torch.stack(kv[0::2]), torch.stack(kv[1::2])  # (layers, B, H, ...)
+        layers, B, H, T, dh = k.shape
+        n = torch.as_tensor(n, dtype=torch.float32, device=k.device)[:, None, None]  # (B, 1, 1)
         log_g = self.blocks[0].retention.gamma.log().view(-1, 1)  # (H, 1); every layer has the same decays
-        lag = n - 1 - torch.arange(T, device=k0.device)  # (B, 1, T)
-        w = (torch.exp(lag.clamp(min=0) * log_g) * (lag >= 0)).view(B * H, T, 1)  # gamma^(n-1-j), j < n
-        decay = torch.exp(n * log_g).view(B * H, 1, 1)  # gamma^n
-        return [torch.baddbmm(S.reshape(B * H, dh, dh) * decay, (k.reshape(B * H, T, dh) * w).transpose(1, 2),
-                              v.reshape(B * H, T, dh)).view(B, H, dh, dh)
-                for S, k, v in zip(state, kv[0::2], kv[1::2])]
+        lag = n - 1 - torch.arange(T, device=k.device)  # (B, 1, T)
+        w = torch.exp(lag.clamp(min=0) * log_g) * (lag >= 0)  # gamma^(n-1-j) for j < n, else 0: (B, H, T)
+        new = torch.baddbmm((S * torch.exp(n * log_g)[..., None]).view(-1, dh, dh),
+                            (k * w[..., None]).view(-1, T, dh).transpose(1, 2), v.reshape(-1, T, dh))
+        return list(new.view(layers, B, H, dh, dh).unbind(0))
 
     def compile_step(self, warmup_batches=(1, 2)) -> bool:
         """Opt-in: fuse the recurrent step with torch.compile (about 3x faster on CPU once built). Building
