@@ -1,6 +1,8 @@
-"""An ahead-of-time built recurrent step (AOTInductor): built by an explicit command, cached on this machine
-by CPU type and weights, loaded in milliseconds. The eager step serves until one exists, and whenever it
-cannot be used (no state yet, a batch above `MAX_BATCH`, a failed load).
+"""An ahead-of-time built recurrent step (AOTInductor), and beside it the pass that checks drafted codes
+(`RetNet.verify`, speculative decoding; it also feeds short spans such as frame headers): built by an explicit
+command, cached on this machine by CPU type and weights, loaded in milliseconds. The eager step and pass serve
+until both exist, and whenever they cannot be used (no state yet, a batch above `MAX_BATCH`, a pass longer than
+`MAX_CHUNK`, a failed load).
 
     python -m flashvideo.aot build  [--model checkpoints/shapes] [--precision bfloat16]   # tens of seconds of CPU,
     python -m flashvideo.aot status [--model ...]                                        # once per CPU type and weights
@@ -10,9 +12,10 @@ cannot be used (no state yet, a batch above `MAX_BATCH`, a failed load).
 
 Compiled code is never downloaded and never part of a checkpoint (weights stay safetensors-only): a build
 is made here, from the weights loaded here, into `$FLASHVIDEO_CACHE` (default ~/.cache/flashvideo)/steps/
-<cpu key>/step-<model key>.pt2. The CPU key names the CPU model, its vector extensions (the generated C++
-uses them) and the torch version; the model key hashes the config and every weight, so a build never
-serves other weights. Load after the weights are final: a model trained further must `load_step` again.
+<cpu key>/step-<model key>.pt2, the pass beside it as chunk-<model key>.pt2. The CPU key names the CPU model,
+its vector extensions (the generated C++ uses them) and the torch version; the model key hashes the config and
+every weight, so a build never serves other weights. Load after the weights are final: a model trained further
+must `load_step` again.
 
 Precision: a float32 build computes what the eager step computes (to float rounding). A bfloat16 build stores the
 matrix weights in bfloat16 (activations, norms and the retention state stay float32): a step reads half the bytes,

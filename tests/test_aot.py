@@ -56,14 +56,22 @@ def close(a, b, atol):
                                                                for s, t in zip(xs, ys))
 
 
+@pytest.fixture(scope="module")
+def float32_build(tmp_path_factory):
+    """The float32 build of `tiny_model()`, made once for the tests that need it: (cache folder, its step path)."""
+    cache = tmp_path_factory.mktemp("aot")
+    return cache, aot.build_step(tiny_model(), cache)
+
+
 @needs_compiler
 @torch.no_grad()
-def test_built_step_matches_eager_and_falls_back(tmp_path):
+def test_built_step_matches_eager_and_falls_back(float32_build):
+    tmp_path, path = float32_build
     model, ids, state = prefilled()
     eager = model.step(ids[:, 6], state, 6)
     rows = model.step(ids[:, 6], state, [6, 9, 40])                      # rows at positions of their own
     drafted = model.verify(ids[:, 6:9], state, [6, 9, 40])               # a pass of 3 tokens a row
-    path = aot.build_step(model, tmp_path)
+    assert aot.step_path(model, tmp_path) == path and aot.built(path)
     assert path.exists() and not list(path.parent.glob(".*.tmp.pt2"))
     assert aot.load_step(model, tmp_path) and model.step_backend == "aoti"
     for b in (3, 1):  # a dynamic batch
@@ -89,7 +97,7 @@ def test_bfloat16_comes_first_only_on_a_cpu_with_bfloat16_arithmetic():
 
 @needs_compiler
 @torch.no_grad()
-def test_a_bfloat16_build_is_close_to_float32_and_loaded_where_preferred(tmp_path, monkeypatch):
+def test_a_bfloat16_build_is_close_to_float32_and_loaded_where_preferred(tmp_path, monkeypatch, float32_build):
     model, ids, state = prefilled()
     eager, _ = model.step(ids[:, 6], state, [6, 7, 8])
     weights = {k: v.clone() for k, v in model.state_dict().items()}
@@ -104,7 +112,9 @@ def test_a_bfloat16_build_is_close_to_float32_and_loaded_where_preferred(tmp_pat
     with pytest.raises(ValueError, match="precision must be one of"):
         aot.step_path(model, tmp_path, "float16")
     aot.unload_step(model)
-    aot.build_step(model, tmp_path, precision="float32")
+    path = aot.step_path(model, tmp_path, "float32")  # the float32 build of the same weights, made once
+    for built in (float32_build[1], aot.chunk_path(float32_build[1])):
+        shutil.copy(built, path.parent / built.name)
     real = aot.preferred_precisions
     for flags, backend in (({"avx2"}, "aoti"), ({"avx512_bf16"}, "aoti-bfloat16")):  # both built: the CPU decides
         monkeypatch.setattr(aot, "preferred_precisions", lambda f=flags: real(f))

@@ -253,3 +253,31 @@ def test_drafted_decoding_draws_what_token_by_token_decoding_draws(tiny_pipe, mo
                                           counts=counts))
     assert len(keys) == 4 and counts["steps"] == 0  # every code through drafted passes
     assert 4 <= counts["passes"] < 4 * tiny_pipe.config.frame_tokens  # a pass checks up to 8 drafted codes
+
+
+def test_drafted_decoding_draws_each_code_from_the_models_distribution(tiny_pipe):
+    """Temperature 1, drafts that are often wrong (a given one, then the code before again): every code is decided
+    (none left unknown), and the first two codes' frequencies over many seeds match the model's own probabilities,
+    computed exactly in one forward pass (the second code's: summed over the first)."""
+    from flashvideo.layout import KEY, UNKNOWN
+    from flashvideo.sampler import SamplingSettings
+    from flashvideo.sampling import Decoder
+
+    L = tiny_pipe.layout
+    header = L.header(KEY, tiny_pipe.encode_prompt(PROMPT), 1)
+    plan = torch.cat([header, torch.full((5,), UNKNOWN)])[None]
+    draft = torch.cat([torch.full((len(header),), UNKNOWN), torch.tensor([3, UNKNOWN, UNKNOWN, 7, UNKNOWN])])[None]
+    n, seen = 3000, torch.zeros(2, tiny_pipe.config.n_codes)
+    for seed in range(n):
+        dec = Decoder(tiny_pipe.model, [torch.Generator().manual_seed(seed)], SamplingSettings(temperature=1.0),
+                      draft_len=3)
+        codes = dec.run(plan, draft=draft)[0, len(header):]
+        assert (codes != UNKNOWN).all()
+        seen[0, codes[0]] += 1
+        seen[1, codes[1]] += 1
+    V = tiny_pipe.config.n_codes
+    with torch.no_grad():
+        first = tiny_pipe.model(header[None])[0][0, -1].softmax(-1)                      # p(x1)
+        pairs = torch.cat([header[None].repeat(V, 1), torch.arange(V)[:, None]], 1)
+        second = (first[:, None] * tiny_pipe.model(pairs)[0][:, -1].softmax(-1)).sum(0)  # sum over x1 of p(x1) p(x2 | x1)
+    assert (seen[0] / n - first).abs().max() < 0.035 and (seen[1] / n - second).abs().max() < 0.035
