@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .layout import UNKNOWN
 from .pipeline import FlashVideoPipeline
 from .sampler import SamplingSettings
 from .sampling import Decoder, torch_threads

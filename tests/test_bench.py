@@ -161,7 +161,10 @@ def test_demo_section_times_the_other_samplings_beside_the_default():
     from flashvideo.sampler import SamplingSettings
 
     shipped = samplings(make_tiny_pipeline(sampling={"temperature": 0.8, "guidance_scale": 1.5, "guide_interp": False}))
-    assert shipped == {"default": SamplingSettings(temperature=0.8, guidance_scale=1.5, guide_interp=False),
-                       "every frame guided": SamplingSettings(temperature=0.8, guidance_scale=1.5),
-                       "unguided": SamplingSettings(temperature=0.8, guide_interp=False)}
-    assert list(samplings(make_tiny_pipeline())) == ["default"]     # neutral defaults: nothing else to compare
+    default = SamplingSettings(temperature=0.8, guidance_scale=1.5, guide_interp=False)
+    assert shipped == {"default": (default, 8), "token by token (no drafts)": (default, 0),
+                       "every frame guided": (SamplingSettings(temperature=0.8, guidance_scale=1.5), 8),
+                       "unguided": (SamplingSettings(temperature=0.8, guide_interp=False), 8)}
+    tokens = make_tiny_pipeline()
+    tokens.draft_len = 0  # neutral defaults, decoded token by token: nothing else to compare
+    assert list(samplings(tokens)) == ["default"]

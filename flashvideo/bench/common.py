@@ -160,6 +160,14 @@ def tiny_tokenizer(config: FlashVideoConfig) -> VQTokenizer:
     return VQTokenizer(WordTokenizer(words), vq)
 
 
+def token_pipeline(config: FlashVideoConfig) -> FlashVideoPipeline:
+    """A random-weight pipeline that decodes token by token (`draft_len` 0): the method sections time the recurrent
+    step against the baselines' steps, and random weights would give drafts next to nothing to keep."""
+    pipe = FlashVideoPipeline(RetNet(config), tiny_tokenizer(config))
+    pipe.draft_len = 0
+    return pipe
+
+
 def build_models(config: FlashVideoConfig, s: Settings, which=METHODS) -> dict:
     from ..baselines.evdm import EVDM
     from ..baselines.masked import MaskedDecoder
@@ -168,7 +176,7 @@ def build_models(config: FlashVideoConfig, s: Settings, which=METHODS) -> dict:
     torch.manual_seed(0)
     models = {}
     if "flashvideo" in which:
-        models["flashvideo"] = FlashVideoPipeline(RetNet(config), tiny_tokenizer(config))
+        models["flashvideo"] = token_pipeline(config)
     if "transformer_kv" in which or "transformer_nocache" in which:
         models["transformer"] = ARTransformer(config).eval()
     if "masked" in which:

@@ -33,10 +33,8 @@ import torch
 
 from ..config import FlashVideoConfig
 from ..layout import Layout
-from ..pipeline import FlashVideoPipeline
-from ..retnet import RetNet
 from ..sampling import torch_threads
-from .common import TEXT_IDS, Settings, fmt_s, tiny_tokenizer
+from .common import TEXT_IDS, Settings, fmt_s, token_pipeline
 
 THREADS = 1  # the pipeline's Decoder decodes single-threaded; the transformer gets the same
 COMPILE_IN_QUICK = False  # --quick (CI) skips the compiled treatment: compiling costs tens of seconds
@@ -141,7 +139,7 @@ def section_headline(s: Settings) -> dict:
     text = layout.text_block(TEXT_IDS)
     K, N = max(s.headline_frames), config.frame_tokens
     torch.manual_seed(0)
-    pipe = FlashVideoPipeline(RetNet(config), tiny_tokenizer(config))
+    pipe = token_pipeline(config)
     tf = T.ARTransformer(config).eval()
     t0 = time.perf_counter()
     with torch_threads(THREADS), torch.no_grad():

@@ -10,10 +10,9 @@ from pathlib import Path
 import torch
 
 from ..config import FlashVideoConfig
-from ..pipeline import FlashVideoPipeline, child_seed
-from ..retnet import RetNet
+from ..pipeline import child_seed
 from ..timeline import Timeline
-from .common import TEXT_IDS, Settings, fmt_s, model_config, time_call, tiny_tokenizer
+from .common import TEXT_IDS, Settings, fmt_s, model_config, time_call, token_pipeline
 
 
 def moving_object_keys(config: FlashVideoConfig, n_keys: int, seed: int = 0) -> list[torch.Tensor]:
@@ -37,7 +36,7 @@ def section_interp(s: Settings) -> dict:
 
     config = model_config(s, max_key_frames=max(2, s.key_frames), max_interp_frames=max(1, s.interp_frames))
     torch.manual_seed(0)
-    pipe = FlashVideoPipeline(RetNet(config), tiny_tokenizer(config))
+    pipe = token_pipeline(config)
     layout = pipe.layout
     text = layout.text_block(TEXT_IDS)
     keys = moving_object_keys(config, s.key_frames)

@@ -24,10 +24,8 @@ import torch
 from ..config import FlashVideoConfig
 from ..endless import EndlessStream
 from ..layout import Layout
-from ..pipeline import FlashVideoPipeline
-from ..retnet import RetNet
 from ..sampling import torch_threads
-from .common import TEXT_IDS, Settings, tiny_tokenizer
+from .common import TEXT_IDS, Settings, token_pipeline
 
 WINDOW = 8  # frames averaged at each checkpoint
 
@@ -85,7 +83,7 @@ def section_long(s: Settings) -> dict:
     checkpoints = sorted(s.long_frames)
     config = FlashVideoConfig(**{**s.model, "grid": s.grid, "image_size": s.grid * s.pixels_per_code})
     torch.manual_seed(0)
-    pipe = FlashVideoPipeline(RetNet(config), tiny_tokenizer(config))
+    pipe = token_pipeline(config)
     prompt = " ".join(pipe.tokenizer.vocabulary[i - 1] for i in TEXT_IDS)
     t_frames = [f for f in checkpoints if f <= s.transformer_frames]
     t_config = FlashVideoConfig(**{**config.to_dict(), "max_key_frames": max(2, max(t_frames))})
