@@ -267,7 +267,7 @@ def test_drafted_decoding_draws_each_code_from_the_models_distribution(tiny_pipe
     header = L.header(KEY, tiny_pipe.encode_prompt(PROMPT), 1)
     plan = torch.cat([header, torch.full((5,), UNKNOWN)])[None]
     draft = torch.cat([torch.full((len(header),), UNKNOWN), torch.tensor([3, UNKNOWN, UNKNOWN, 7, UNKNOWN])])[None]
-    n, seen = 3000, torch.zeros(2, tiny_pipe.config.n_codes)
+    n, seen = 2000, torch.zeros(2, tiny_pipe.config.n_codes)
     for seed in range(n):
         dec = Decoder(tiny_pipe.model, [torch.Generator().manual_seed(seed)], SamplingSettings(temperature=1.0),
                       draft_len=3)
@@ -280,4 +280,4 @@ def test_drafted_decoding_draws_each_code_from_the_models_distribution(tiny_pipe
         first = tiny_pipe.model(header[None])[0][0, -1].softmax(-1)                      # p(x1)
         pairs = torch.cat([header[None].repeat(V, 1), torch.arange(V)[:, None]], 1)
         second = (first[:, None] * tiny_pipe.model(pairs)[0][:, -1].softmax(-1)).sum(0)  # sum over x1 of p(x1) p(x2 | x1)
-    assert (seen[0] / n - first).abs().max() < 0.035 and (seen[1] / n - second).abs().max() < 0.035
+    assert (seen[0] / n - first).abs().max() < 0.04 and (seen[1] / n - second).abs().max() < 0.04
