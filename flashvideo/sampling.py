@@ -140,7 +140,7 @@ class Decoder:
         (speculative decoding); the codes are drawn from the same distribution with or without it."""
         rows = self._rows(plan, negative).clone()
         self.draft = None
-        if self.draft_len and self.chunked and self.pass_len(len(rows)) >= 2:
+        if self.draft_len and self.chunked:
             if draft is None:
                 draft = torch.full_like(plan, UNKNOWN)
             if draft.shape != plan.shape:
@@ -173,7 +173,10 @@ class Decoder:
         for i, j, sampled in segments((tokens == UNKNOWN).any(0).tolist()):
             if sampled:
                 continue  # counted as it is decoded (`_count`): a step per position, or drafted passes
-            c["steps" if not self.chunked else "chunks"] += j - i if not self.chunked else 1
+            if self.chunked:
+                c["chunks"] += 1
+            else:
+                c["steps"] += j - i
             c["fed"] += rows * (j - i)
         c["sampled"] += int((tokens[:len(self.generators)] == UNKNOWN).sum())
 
@@ -196,14 +199,15 @@ class Decoder:
         self.pos = _advance(self.pos, 1)
 
     def pass_len(self, rows: int) -> int:
-        """Tokens a row a drafted pass of `rows` rows feeds (below 2: token by token). A pass costs about a step
-        while it reads the weights more than it computes; past that, drafts that are rejected are wasted work."""
+        """Tokens a row a drafted pass of `rows` rows feeds (below 2: recurrent steps, each code still decided from
+        its draft, as in a pass). A pass costs about a step while it reads the weights more than it computes; past
+        that, drafts that are rejected are wasted work."""
         return min(self.draft_len + 1, self.draft_budget // max(1, rows))
 
     def _run(self, plan: torch.Tensor) -> torch.Tensor:
         self.calls = 0
         if self.draft is not None and self.pass_len(len(plan)) >= 2:
-            return self._run_drafted(plan, self.draft)
+            return self._run_drafted(plan, self.draft)  # else token by token, each code decided from its draft
         unknown = plan == UNKNOWN
         for i, j, sampled in segments(unknown.any(0).tolist()):
             if not sampled:
@@ -235,12 +239,6 @@ class Decoder:
         P, D = plan.tolist(), draft.tolist()
         fresh = [self.logits is not None] * R  # the held logits predict column cur (else it must be known)
 
-        def guess(r, col):  # the draft of row r's code at col: given, else the code before it (if it is a code)
-            if D[r][col] >= 0:
-                return D[r][col]
-            before = P[r][col - 1] if col > 0 else UNKNOWN
-            return before if 0 <= before < n_codes else UNKNOWN
-
         def decide(d, entries, drafts, rows_logits):  # entries (k, col) in order: codes kept or drawn, None past a stop
             ks = [k for k, _ in entries]
             cond = rows_logits([d.rows[k] for k in ks])
@@ -259,7 +257,8 @@ class Decoder:
                 if not all(fresh[d.rows[k]] for k, _ in entries):
                     raise RuntimeError("drafted decoding lost its place: a code to draw without its logits")
                 if entries:
-                    decide(d, entries, [guess(d.rows[k], col) for k, col in entries], lambda rs: self.logits[rs])
+                    decide(d, entries, [_guess(D[d.rows[k]], P[d.rows[k]], col, n_codes) for k, col in entries],
+                           lambda rs: self.logits[rs])
             tokens, length = [[0] * T for _ in range(R)], [0] * R
             for r in range(R):  # that code, then known codes and drafts, while there is a draft
                 for t in range(min(T, n - cur[r])):
@@ -298,15 +297,21 @@ class Decoder:
         return plan
 
     def _draw(self, d: _Draw, plan: torch.Tensor, i: int, unknown: list) -> None:
-        """Sample position i of the draw's rows that sample there; their twins are fed the same codes."""
+        """Sample position i of the draw's rows that sample there; their twins are fed the same codes. With a draft
+        (a batch too big for drafted passes), each code is decided from its draft as a pass decides it, so a row
+        draws the same codes whether its batch checks drafts a pass at a time or not."""
         pick = [k for k, r in enumerate(d.rows) if unknown[r]]
         if not pick:
             return
         logits = self.logits[d.at] if d.twins is None else guide(self.logits[d.at], self.logits[d.twins_at], d.scale)
-        if len(pick) == len(d.rows):
-            plan[d.at, i] = d.sampler(logits)
+        rows = [d.rows[k] for k in pick]
+        if self.draft is not None:
+            n_codes = self.model.config.n_codes
+            guesses = [_guess(self.draft[r].tolist(), plan[r].tolist(), i, n_codes) for r in rows]
+            codes = torch.tensor(d.sampler.speculate(logits[pick], guesses, pick))
         else:
-            plan[[d.rows[k] for k in pick], i] = d.sampler(logits[pick], pick)
+            codes = d.sampler(logits) if len(pick) == len(d.rows) else d.sampler(logits[pick], pick)
+        plan[rows, i] = codes
         if d.twins is not None:
             plan[d.twins_at, i] = plan[d.at, i]  # the twin is fed the code its row sampled
 
@@ -334,7 +339,7 @@ class Decoder:
         starts = [sum(dec.rows for dec in decoders[:k]) for k in range(len(decoders))]
         merged.parts = [(dec.counts, range(s, s + dec.rows)) for dec, s in zip(decoders, starts)]
         drafts = [dec.draft for dec in decoders]
-        if any(d is not None for d in drafts):  # rows without one are decoded token by token
+        if any(d is not None for d in drafts):  # rows without one draft each code as the code before it
             n = next(d for d in drafts if d is not None).shape[1]
             merged.draft = torch.cat([torch.full((dec.rows, n), UNKNOWN) if d is None else d
                                       for dec, d in zip(decoders, drafts)])
@@ -347,6 +352,15 @@ class Decoder:
         starts = [sum(sizes[:k]) for k in range(len(sizes))]
         for dec, state, logits, start in zip(decoders, states, self.logits.split(sizes), starts):
             dec.state, dec.logits, dec.pos = list(state), logits, self.pos[start]
+
+
+def _guess(draft: list, plan: list, col: int, n_codes: int) -> int:
+    """The draft of a row's code at col: the given draft, else the code before it again (a plain background
+    repeats), else none (-1)."""
+    if draft[col] >= 0:
+        return draft[col]
+    before = plan[col - 1] if col > 0 else UNKNOWN
+    return before if 0 <= before < n_codes else UNKNOWN
 
 
 def _advance(pos, n: int):

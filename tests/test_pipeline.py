@@ -281,3 +281,18 @@ def test_drafted_decoding_draws_each_code_from_the_models_distribution(tiny_pipe
         pairs = torch.cat([header[None].repeat(V, 1), torch.arange(V)[:, None]], 1)
         second = (first[:, None] * tiny_pipe.model(pairs)[0][:, -1].softmax(-1)).sum(0)  # sum over x1 of p(x1) p(x2 | x1)
     assert (seen[0] / n - first).abs().max() < 0.04 and (seen[1] / n - second).abs().max() < 0.04
+
+
+def test_drafted_codes_do_not_depend_on_how_many_a_pass_checks(tiny_pipe, monkeypatch):
+    """Each code is decided by its own draft and uniform numbers, so passes of 9, 3 or 2 tokens, and recurrent
+    steps (a batch too big for passes), draw the same video: a request draws the same frames in any batch."""
+    from flashvideo.sampling import Decoder
+
+    run = dict(key_frames=4, interp_frames=2, seed=3, guidance_scale=2.0, temperature=1.0)
+    videos = []
+    for tokens in (9, 3, 2, 1):
+        monkeypatch.setattr(Decoder, "pass_len", lambda self, rows, t=tokens: t)
+        videos.append(tiny_pipe(PROMPT, **run).frames)
+    assert all(np.array_equal(videos[0], v) for v in videos[1:])
+    monkeypatch.setattr(tiny_pipe, "draft_len", 0)
+    assert not np.array_equal(videos[0], tiny_pipe(PROMPT, **run).frames)  # token by token draws other codes
