@@ -9,7 +9,9 @@ top-k and top-p applied, are summed cumulatively, and a uniform number u from th
 generator picks the first code whose cumulative weight exceeds u times the total (`searchsorted`).
 Every row draws exactly one uniform number per sampled code (none when greedy), from its own
 generator, and every operation works row by row, so a row's codes do not depend on which other rows
-share its batch: batched and one-at-a-time decoding give the same video.
+share its batch: batched and one-at-a-time decoding give the same video. Drafted decoding decides each code
+from a draft instead (`Sampler.speculate`: keep the draft with its probability, else draw without it), with
+exactly two uniform numbers per code, likewise row by row.
 
 Classifier-free guidance is not a sampling step but a logit step: `guide(cond, uncond, scale)`
 (`flashvideo.sampling.Decoder` runs both rows and samples once from the guided logits).
