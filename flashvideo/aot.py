@@ -161,9 +161,10 @@ def build_step(model: RetNet, cache_dir: Path | None = None, precision: str = "f
         rot = step_rotation([2, 3], c.d_model, c.n_heads, device)
         chunk = torch.zeros(2, 3, dtype=torch.long, device=device)
         chunk_rot = step_rotation([2, 3, 4] * 2, c.d_model, c.n_heads, device).view(2, 3, 2, -1)
+        rows_and_tokens = {0: batch, 1: tokens}
         for module, args, out, dims in (
                 (_Step, (idx, rot), path, {"idx": {0: batch}, "rot": {0: batch}}),
-                (_Chunk, (chunk, chunk_rot), chunk_path(path), {"idx": {0: batch, 1: tokens}, "rot": {0: batch, 1: tokens}})):
+                (_Chunk, (chunk, chunk_rot), chunk_path(path), {"idx": rows_and_tokens, "rot": rows_and_tokens})):
             shapes = {**dims, "state": tuple({0: batch} for _ in state)}
             exported = torch.export.export(module(model, precision), (*args, *state), dynamic_shapes=shapes)
             tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.pt2")  # aoti insists on the .pt2 suffix

@@ -112,8 +112,8 @@ def build_step_at_start(model: str | os.PathLike | None = None) -> str:
     precision = aot.preferred_precisions()[0]
     if os.environ.get(COMPILE_ENV) in ("0", "1") or aot.built(aot.step_path(pipe.model, precision=precision)):
         return pipe.model.step_backend
-    log.info("building the recurrent step ahead of time for this CPU (once per CPU type and weights, about a "
-             "minute; FLASHVIDEO_COMPILE=0 skips it)")
+    log.info("building the recurrent step and the drafted pass ahead of time for this CPU (once per CPU type and "
+             "weights, about a minute; FLASHVIDEO_COMPILE=0 skips it)")
     t0 = time.perf_counter()
     try:
         aot.build_step(pipe.model, precision=precision)
