@@ -259,7 +259,12 @@ def cmd_generate(args) -> None:
             first = demo.load_first_frame(args.first_frame)
         except ValueError as e:
             raise ValueError(f"--first-frame {args.first_frame}: {e}") from None
+    from .retnet import SHORT_SPAN
+
+    draft_len = None if args.draft_len is None else demo.as_int("--draft-len", args.draft_len, 0, SHORT_SPAN - 1)
     pipe = FlashVideoPipeline.from_pretrained(args.model)
+    if draft_len is not None:
+        pipe.draft_len = draft_len
     trained = pipe.config.max_key_frames
     key_frames = demo.as_int("--key-frames", args.key_frames, 1 if args.resume_state else 2, MAX_STREAM_KEY_FRAMES)
     schedule = check_schedule(pipe, args.prompt, args.then, key_frames)
@@ -414,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the saved stream's settings (leave out --interp-frames, --seed and the sampling flags)")
     g.add_argument("--out", nargs="+", default=["out.gif"], metavar="PATH",
                    help="one or more .gif / .mp4 paths, written while frames arrive")
+    g.add_argument("--draft-len", type=int, default=None, metavar="N",
+                   help="drafted codes checked per pass (speculative decoding, at most the built pass's tokens less one): "
+                        "any N >= 1 draws the same video, faster or slower; 0 decodes token by token, which draws "
+                        "another (default 8)")
     g.add_argument("--fps", type=int, default=8, help=f"frames per second, 1..{MAX_FPS}")
     g.add_argument("--scale", type=int, default=4, help=f"enlarge frames by pixel repetition, 1..{MAX_SCALE}")
     g.set_defaults(func=cmd_generate)

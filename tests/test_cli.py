@@ -49,6 +49,18 @@ def test_top_k_0_means_off_and_temperature_0_is_greedy(ckpt, tmp_path):
     assert np.array_equal(outs[0], outs[1])          # top-k = n_codes keeps every code: the same as off
 
 
+def test_any_draft_length_draws_the_same_video_and_0_decodes_token_by_token(ckpt, tmp_path, capsys):
+    outs, calls = [], []
+    for n in ("1", "8", "0"):
+        out = tmp_path / f"d{n}.gif"
+        main(["generate", "a red circle moves right", "--model", str(ckpt), "--key-frames", "3", "--seed", "2",
+              "--scale", "1", "--draft-len", n, "--out", str(out)])
+        outs.append(iio.imread(out, index=None))
+        calls.append(int(capsys.readouterr().out.split("sequential model calls ")[1].split()[0]))
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+    assert calls[1] <= calls[0] <= calls[2]  # the same decisions: longer passes never take more of them
+
+
 @pytest.fixture
 def no_generation(monkeypatch):
     """Fail the test if anything is generated: every refusal must come first."""
@@ -90,6 +102,8 @@ def bomb(path: Path) -> Path:
     (["a red circle", "--top-k", "17"], "--top-k must be a whole number in 0..16 (0 = off), got 17"),
     (["a red circle", "--top-k", "-1"], "--top-k must be a whole number in 0..16 (0 = off), got -1"),
     (["a red circle", "--top-p", "0"], "top_p must be None (off) or a number in (0, 1]"),
+    (["a red circle", "--draft-len", "-1"], "--draft-len must be a whole number in 0..31, got -1"),
+    (["a red circle", "--draft-len", "99"], "--draft-len must be a whole number in 0..31, got 99"),
     (["a red circle", "--fps", "0"], "--fps must be a whole number in 1..60, got 0"),
     (["a red circle", "--fps", "-5"], "--fps must be a whole number in 1..60, got -5"),
     (["a red circle", "--scale", "0"], "--scale must be a whole number in 1..16, got 0"),
