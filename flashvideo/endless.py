@@ -136,8 +136,7 @@ class EndlessStream:
         for sn in map(L.key_sn, numbers):
             plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
             twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
-            draft = None if self._before is None else torch.cat([torch.full((L.header_len,), UNKNOWN),
-                                                                  self._before.flatten()])[None]
+            draft = None if self._before is None else L.draft(self._before)[None]
             codes = self._before = self._dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
         self._key_frames += 1
         return codes

@@ -111,6 +111,12 @@ class Layout:
         frames = torch.cat([a[None], b[None], middle])
         return self._slots(self.interp_task(len(middle)), text, self.interp_sns(len(middle)), frames)
 
+    def draft(self, codes: torch.Tensor) -> torch.Tensor:
+        """A frame slot's draft for drafted decoding (`sampling.Decoder.run`): no guess for its header, then `codes`
+        (..., grid, grid) -> (..., frame_len)."""
+        codes = codes.flatten(-2).long()
+        return torch.cat([torch.full((*codes.shape[:-1], self.header_len), UNKNOWN), codes], -1)
+
     # ---- positions and teacher forcing -----------------------------------------------------
     def code_positions(self, slot: int) -> slice:
         """Positions of slot's image codes in a sequence (slot is 0-based)."""

@@ -266,14 +266,13 @@ class FlashVideoPipeline:
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
         lead = 0 if given is not None else sampling.lead_in  # key frames drawn first, not shown
-        unknown = torch.full((L.header_len,), UNKNOWN)
         draft = None  # the key frame before, as the draft of the next one's codes
         for i, k in enumerate(L.key_sns(key_frames, lead)):
             frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
             codes = dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
-            draft = torch.cat([unknown, codes.flatten()])[None]
+            draft = L.draft(codes)[None]
             if i >= lead:
                 yield codes
 
@@ -303,13 +302,11 @@ class FlashVideoPipeline:
             # T SN_1 A  T SN_(n+2) B: known, one chunkwise pass
             known = ((sns[0], lambda p: keys[p]), (sns[1], lambda p: keys[p + 1]))
             dec.feed(slots(text, *known), twin(*known))
-            unknown = torch.full((len(group), L.header_len), UNKNOWN)
-            before = torch.stack([keys[p].flatten() for p in group])  # the frame before: the draft of the next
+            codes = torch.stack([keys[p] for p in group])  # the frame before each: the draft of its codes
             for j, sn in enumerate(sns[2:], start=1):  # T SN_(j+1) F_(j+1), inheritable codes copied from A
                 frame = (sn, lambda p: inherit_plan(keys[p], regions[p]))
-                draft = torch.cat([unknown, before], 1)
-                codes = dec.run(slots(text, frame), twin(frame), draft)[:, L.header_len:].view(len(group), G, G)
-                before = codes.flatten(1)
+                codes = dec.run(slots(text, frame), twin(frame), L.draft(codes))[:, L.header_len:]
+                codes = codes.view(len(group), G, G)
                 for row, p in enumerate(group):
                     yield p, j, codes[row], regions[p]
 

@@ -257,17 +257,15 @@ class Decoder:
                 if not all(fresh[d.rows[k]] for k, _ in entries):
                     raise RuntimeError("drafted decoding lost its place: a code to draw without its logits")
                 if entries:
-                    decide(d, entries, [_guess(D[d.rows[k]], P[d.rows[k]], col, n_codes) for k, col in entries],
-                           lambda rs: self.logits[rs])
+                    decide(d, entries, [_guess(D[d.rows[k]][col], P[d.rows[k]][col - 1] if col else UNKNOWN, n_codes)
+                                        for k, col in entries], lambda rs: self.logits[rs])
             tokens, length = [[0] * T for _ in range(R)], [0] * R
             for r in range(R):  # that code, then known codes and drafts, while there is a draft
                 for t in range(min(T, n - cur[r])):
                     col = cur[r] + t
-                    tok = P[r][col]
-                    if tok == UNKNOWN:
-                        tok = D[r][col] if D[r][col] >= 0 else tokens[r][t - 1]  # t > 0: column cur is known
-                        if not 0 <= tok < n_codes:
-                            break
+                    tok = P[r][col] if P[r][col] != UNKNOWN else _guess(D[r][col], tokens[r][t - 1], n_codes)
+                    if tok == UNKNOWN:  # (t > 0 here: column cur is known)
+                        break
                     tokens[r][t], length[r] = tok, t + 1
             self._count("passes", [c < n for c in cur])
             self.calls += 1
@@ -307,7 +305,7 @@ class Decoder:
         rows = [d.rows[k] for k in pick]
         if self.draft is not None:
             n_codes = self.model.config.n_codes
-            guesses = [_guess(self.draft[r].tolist(), plan[r].tolist(), i, n_codes) for r in rows]
+            guesses = [_guess(int(self.draft[r, i]), int(plan[r, i - 1]) if i else UNKNOWN, n_codes) for r in rows]
             codes = torch.tensor(d.sampler.speculate(logits[pick], guesses, pick))
         else:
             codes = d.sampler(logits) if len(pick) == len(d.rows) else d.sampler(logits[pick], pick)
@@ -354,12 +352,11 @@ class Decoder:
             dec.state, dec.logits, dec.pos = list(state), logits, self.pos[start]
 
 
-def _guess(draft: list, plan: list, col: int, n_codes: int) -> int:
-    """The draft of a row's code at col: the given draft, else the code before it again (a plain background
-    repeats), else none (-1)."""
-    if draft[col] >= 0:
-        return draft[col]
-    before = plan[col - 1] if col > 0 else UNKNOWN
+def _guess(draft: int, before: int, n_codes: int) -> int:
+    """The draft of a code to sample: the given draft, else the code before it again (a plain background repeats),
+    else none (-1)."""
+    if draft >= 0:
+        return draft
     return before if 0 <= before < n_codes else UNKNOWN
 
 
