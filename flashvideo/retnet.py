@@ -350,19 +350,20 @@ class RetNet(nn.Module):
         dh = D // H
         cos, sin = rot.unbind(-2)  # (B, T, 2D)
         t = torch.arange(T, device=idx.device, dtype=torch.float32)
+        log_g = self.blocks[0].retention.gamma.log().view(H, 1, 1)  # every layer has the same decays
+        lag = t[:, None] - t[None, :]
+        decay = torch.exp(lag.clamp(min=0) * log_g) * (lag >= 0)  # gamma^(i-j) for j <= i: (H, T, T)
+        from_state = torch.exp((t + 1).view(T, 1) * log_g)  # gamma^(i+1): reading the incoming state, (H, T, 1)
         x = F.embedding(idx, self.embed.weight)  # (B, T, D)
         kv = []
         for block, S in zip(self.blocks, state):
             ret = block.retention
-            log_g = ret.gamma.log().view(H, 1, 1)
-            lag = t[:, None] - t[None, :]
-            decay = torch.exp(lag.clamp(min=0) * log_g) * (lag >= 0)  # gamma^(i-j) for j <= i: (H, T, T)
             qkvg = _linear(F.rms_norm(x, (D,), block.norm1.weight, block.norm1.eps), ret.qkvg.weight)  # (B, T, 4D)
             qk = qkvg[..., :2 * D]
             qk = torch.addcmul(qk * cos, qk.unflatten(-1, (D, 2)).flip(-1).flatten(-2), sin)  # rotated q, k (k scaled)
             q, k = qk.view(B, T, 2, H, dh).permute(2, 0, 3, 1, 4)  # (B, H, T, dh) each
             v = qkvg[..., 2 * D:3 * D].view(B, T, H, dh).transpose(1, 2)
-            o = (q @ k.transpose(-1, -2) * decay) @ v + (q * torch.exp((t + 1).view(T, 1) * log_g)) @ S
+            o = (q @ k.transpose(-1, -2) * decay) @ v + (q * from_state) @ S
             o = F.rms_norm(o, (dh,), None, ret.head_norm.eps).transpose(1, 2).reshape(B, T, D)
             x = x + _linear(F.silu(qkvg[..., 3 * D:]) * o, ret.out.weight)
             a, b = _linear(F.rms_norm(x, (D,), block.norm2.weight, block.norm2.eps), block.glu.up.weight).chunk(2, -1)

@@ -112,6 +112,18 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tenso
     return torch.lerp(uncond, cond, scale)
 
 
+def _inverse_cdf(w: torch.Tensor, uniforms: list, greedy: list | None = None):
+    """Codes (N,) for unnormalised weights w (N, n_codes) and one uniform number per row, and the cumulative weights:
+    the target t = u * total, kept below the total after rounding, picks the first code whose cumulative weight
+    exceeds t. Rows marked greedy are not checked (their caller takes the likeliest code)."""
+    cdf = w.cumsum(-1)
+    totals = cdf[:, -1].tolist()
+    if not all(0.0 < t < math.inf for t, g in zip(totals, greedy or [False] * len(totals)) if not g):
+        raise ValueError("logits are NaN or all -inf: there is no distribution to sample from")
+    targets = [min(u * t, math.nextafter(t, 0.0)) for u, t in zip(uniforms, totals)]
+    return torch.searchsorted(cdf, torch.tensor(targets, dtype=torch.float64)[:, None], right=True)[:, 0], cdf
+
+
 class Sampler:
     """Draws one code per row for a batch, row r from generators[r] with settings[r].
 
@@ -148,14 +160,7 @@ class Sampler:
         if w is None:  # every row greedy
             codes = raw.argmax(-1)  # the first maximum
             return codes, (torch.softmax(raw, -1).gather(1, codes[:, None])[:, 0] if with_probs else None)
-        cdf = w.cumsum(-1)
-        totals = cdf[:, -1].tolist()
-        if not all(0.0 < t < math.inf for t in totals):
-            raise ValueError("logits are NaN or all -inf: there is no distribution to sample from")
-        # the target t = u * total, kept below the total after rounding; then the first code whose
-        # cumulative weight exceeds t
-        targets = [min(u * t, math.nextafter(t, 0.0)) for u, t in zip(self._uniforms(rows, greedy), totals)]
-        codes = torch.searchsorted(cdf, torch.tensor(targets, dtype=torch.float64)[:, None], right=True)[:, 0]
+        codes, cdf = _inverse_cdf(w, self._uniforms(rows, greedy))
         if greedy is not None:
             codes = torch.where(torch.tensor(greedy), raw.argmax(-1), codes)
         probs = None
@@ -200,10 +205,7 @@ class Sampler:
             if without:  # the distribution without the rejected draft
                 ww = ww.index_put((torch.tensor([i for i, _ in without]), torch.tensor([d for _, d in without])),
                                   torch.zeros(len(without), dtype=ww.dtype))
-            cdf = ww.cumsum(-1)
-            t = [min(u * tot, math.nextafter(tot, 0.0)) for u, tot in zip(targets, cdf[:, -1].tolist())]
-            codes = torch.searchsorted(cdf, torch.tensor(t, dtype=torch.float64)[:, None], right=True)[:, 0].tolist()
-            for e, c in zip(redraw, codes):
+            for e, c in zip(redraw, _inverse_cdf(ww, targets, greedy=[greedy[e] for e in redraw])[0].tolist()):
                 out[e] = best[e] if greedy[e] else c
         return out
 
