@@ -36,6 +36,7 @@ from .layout import KEY, UNKNOWN
 from .pipeline import FrameEvent, _generator, child_seed
 from .regions import INHERITABLE, region_counts, region_labels
 from .sampler import SamplingSettings
+from .sampling import frame_draft
 from .timeline import Timeline
 
 MAX_GIVEN_FRAMES = 64            # a clip to continue: at most this many frames are read
@@ -62,7 +63,7 @@ class EndlessStream:
         self._lead = 0                                     # lead-in key frames drawn before them (`_key_frame`)
         self._t0 = time.perf_counter()
         self._last_key: torch.Tensor | None = None        # the key frame the next in-between frames start from
-        self._before: torch.Tensor | None = None           # the last key frame decoded: the next one's draft
+        self._before: list = []                            # the last three key frames: the next one's draft
         self.prompt = prompt
 
     # ---- the prompt --------------------------------------------------------------------------
@@ -105,7 +106,7 @@ class EndlessStream:
         for i, c in enumerate(codes):
             events.append(self._event(self.timeline_index(first + i), "given", c))
         self._key_frames += len(codes)
-        self._last_key = self._before = codes[-1]
+        self._last_key, self._before = codes[-1], (self._before + list(codes))[-3:]
         return events
 
     def timeline_index(self, key_number: int) -> int:
@@ -136,8 +137,9 @@ class EndlessStream:
         for sn in map(L.key_sn, numbers):
             plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
             twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
-            draft = None if self._before is None else L.draft(self._before)[None]
-            codes = self._before = self._dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
+            draft = None if not self._before else L.draft(frame_draft(self._before))[None]
+            codes = self._dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
+            self._before = self._before[-2:] + [codes]
         self._key_frames += 1
         return codes
 
@@ -187,6 +189,7 @@ class EndlessStream:
         tensors["generator"] = self._dec.generators[0].get_state()
         if self._last_key is not None:
             tensors["last_key"] = self._last_key.contiguous()
+            tensors["before"] = torch.stack(self._before)
         meta = {"format": STATE_FORMAT, "config": self.config.model_dict(), "model": model_key(self.pipe.model),
                 "pos": self._dec.pos,
                 "key_frames": self._key_frames, "lead_in": self._lead, "prompt": self._prompt, "seed": self.seed,
@@ -228,6 +231,13 @@ class EndlessStream:
         dec.generators[0].set_state(tensors["generator"])
         stream._key_frames = int(meta["key_frames"])
         stream._lead = int(meta.get("lead_in", 0))
-        stream._last_key = stream._before = tensors.get("last_key")
+        last = tensors.get("last_key")
+        before = tensors.get("before", None if last is None else last[None])  # (states saved before `before`)
+        G, n_codes = pipe.config.grid, pipe.config.n_codes
+        for t, dims in ((last, 2), (before, 3)):  # a grid, and a stack of grids
+            if t is not None and not (t.dim() == dims and t.shape[-2:] == (G, G) and t.dtype == torch.long
+                                      and bool(((t >= 0) & (t < n_codes)).all())):
+                raise ValueError(f"{path.name} holds key frames that are not this model's code grids")
+        stream._last_key, stream._before = last, [] if before is None else list(before)[-3:]
         stream.counts.update(meta.get("counts", {}))
         return stream

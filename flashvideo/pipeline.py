@@ -23,7 +23,7 @@ from .layout import KEY, UNKNOWN, Layout
 from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
 from .retnet import RetNet
 from .sampler import SamplingSettings
-from .sampling import Decoder
+from .sampling import Decoder, frame_draft
 from .timeline import Timeline
 from .frames import as_rgb_frame
 from .tokenizer import Tokenizer, load_tokenizer
@@ -266,13 +266,14 @@ class FlashVideoPipeline:
         dec = self._decoder([_generator(child_seed(seed, 0))], sampling, counts)
         neg = self._guidance_text(sampling, negative)
         lead = 0 if given is not None else sampling.lead_in  # key frames drawn first, not shown
-        draft = None  # the key frame before, as the draft of the next one's codes
+        before = []  # the last three key frames decoded: the next one's draft (`frame_draft`)
         for i, k in enumerate(L.key_sns(key_frames, lead)):
             frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
+            draft = None if not before else L.draft(frame_draft(before))[None]
             codes = dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
-            draft = L.draft(codes)[None]
+            before = before[-2:] + [codes]
             if i >= lead:
                 yield codes
 

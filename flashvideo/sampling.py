@@ -352,6 +352,26 @@ class Decoder:
             dec.state, dec.logits, dec.pos = list(state), logits, self.pos[start]
 
 
+SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # whole-patch moves `frame_draft` tries
+
+
+def frame_draft(frames: list) -> torch.Tensor | None:
+    """The draft of the next key frame's codes (grid, grid), from the key frames before it (oldest first; only the
+    last three are read): the last one, or the one before it moved by a whole patch where that move is how the
+    frame three back became the last one and it matched the last one better than the frame just before did (an
+    object that crosses a patch every two key frames, as the shapes world's moving objects do: drafts kept where the
+    plain last frame would have missed at every patch the object covers). None: no frame yet."""
+    if not frames:
+        return None
+    last = frames[-1]
+    if len(frames) < 3:
+        return last
+    two, three = frames[-2], frames[-3]
+    hits = {s: int((three.roll(s, (-2, -1)) == last).sum()) for s in SHIFTS}
+    move = max(hits, key=hits.get)
+    return two.roll(move, (-2, -1)) if hits[move] > int((two == last).sum()) else last
+
+
 def _guess(draft: int, before: int, n_codes: int) -> int:
     """The draft of a code to sample: the given draft, else the code before it again (a plain background repeats),
     else none (-1)."""

@@ -4,6 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from conftest import make_tiny_pipeline
 from flashvideo.endless import EndlessStream
@@ -85,6 +87,15 @@ def test_bad_prompts_and_foreign_states_are_refused(tiny_pipe, tmp_path):
     for other in (make_tiny_pipeline(seed=1, d_model=48), make_tiny_pipeline(seed=1)):  # another config; other weights
         with pytest.raises(ValueError, match="another model or config"):
             EndlessStream.load(other, tmp_path / "s.state")
+    with safe_open(str(tmp_path / "s.state"), "pt") as f:
+        meta = f.metadata()
+    for name, bad in (("before", lambda t: t + tiny_pipe.config.n_codes), ("before", lambda t: t[..., :1].contiguous()),
+                      ("last_key", lambda t: t.float())):  # codes out of range, not a grid, not codes
+        tensors = load_file(str(tmp_path / "s.state"))
+        tensors[name] = bad(tensors[name])
+        save_file(tensors, str(tmp_path / "bad.state"), metadata=meta)
+        with pytest.raises(ValueError, match="not this model's code grids"):
+            EndlessStream.load(tiny_pipe, tmp_path / "bad.state")
     (tmp_path / "junk.state").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="not a FlashVideo stream state"):
         EndlessStream.load(tiny_pipe, tmp_path / "junk.state")

@@ -296,3 +296,22 @@ def test_drafted_codes_do_not_depend_on_how_many_a_pass_checks(tiny_pipe, monkey
     assert all(np.array_equal(videos[0], v) for v in videos[1:])
     monkeypatch.setattr(tiny_pipe, "draft_len", 0)
     assert not np.array_equal(videos[0], tiny_pipe(PROMPT, **run).frames)  # token by token draws other codes
+
+
+def test_a_key_frames_draft_follows_an_object_that_crosses_a_patch_every_two_frames():
+    """`frame_draft`: with fewer than three frames, the last; an object one patch on every two frames (the shapes
+    world's 4 px a key frame on 8 px patches) is drafted where it will be; a still or unpredictable one, the last."""
+    from flashvideo.sampling import frame_draft
+
+    def frame(x, code):  # background 0, an object at column x
+        f = torch.zeros(8, 8, dtype=torch.long)
+        f[3:5, x % 8] = code
+        return f
+
+    moving = [frame(2, 5), frame(2, 6), frame(3, 5), frame(3, 6)]  # half a patch a frame: codes alternate
+    assert frame_draft([]) is None and torch.equal(frame_draft(moving[:2]), moving[1])
+    assert torch.equal(frame_draft(moving[:3]), frame(3, 6)) and torch.equal(frame_draft(moving), frame(4, 5))
+    still = [frame(2, 5)] * 3
+    assert torch.equal(frame_draft(still), still[-1])
+    jumpy = [frame(1, 5), frame(6, 6), frame(3, 7)]
+    assert torch.equal(frame_draft(jumpy), jumpy[-1])
