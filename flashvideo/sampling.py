@@ -222,9 +222,10 @@ class Decoder:
 
     def _run_drafted(self, plan: torch.Tensor, draft: torch.Tensor) -> torch.Tensor:
         """Speculative decoding. Every code to sample has a draft: `draft`'s code there, else (-1) the code before it
-        again (a plain background repeats). Each pass feeds every row its next tokens (the next code, decided from
-        the held logits, then known tokens and drafts, `pass_len` in all) through `RetNet.verify`, and
-        `Sampler.speculate` keeps the drafts in order until it replaces one by a draw without it: every code is
+        again (a plain background repeats). Each pass feeds every row its next tokens (the next code, already
+        decided, then known tokens and drafts, `pass_len` in all) through `RetNet.verify`, and
+        `Sampler.speculate` keeps the drafts in order until it replaces one by a draw without it, or else decides
+        the code after the pass from the pass's last logits (one call a pass for both): every code is
         drawn from exactly the distribution of decoding token by token, and no code's draw depends on where the
         passes start, so rows decode alike in any batch. Rows advance by what they kept, each at its own position.
         A pass costs about what a recurrent step of a few rows costs, and a frame that changes little from its
@@ -252,7 +253,7 @@ class Decoder:
             return codes
 
         while any(c < n for c in cur):
-            for d in self.draws:  # each row's next code, where it is to sample: from the held logits
+            for d in self.draws:  # a row's next code still to sample (the first pass): from the held logits
                 entries = [(k, cur[r]) for k, r in enumerate(d.rows) if cur[r] < n and P[r][cur[r]] == UNKNOWN]
                 if not all(fresh[d.rows[k]] for k, _ in entries):
                     raise RuntimeError("drafted decoding lost its place: a code to draw without its logits")
@@ -271,18 +272,21 @@ class Decoder:
             self.calls += 1
             out, kv = self.model.verify(torch.tensor(tokens), self.state, pos)
             keep = list(length)
-            for d in self.draws:  # the drafts, in order, kept until one is replaced
-                entries = [(k, cur[r] + t) for k, r in enumerate(d.rows) for t in range(1, length[r])
-                           if P[r][cur[r] + t] == UNKNOWN]
+            for d in self.draws:  # the drafts, in order, kept until one is replaced; then the code after the pass
+                entries = [(k, cur[r] + t) for k, r in enumerate(d.rows) for t in range(1, length[r] + 1)
+                           if cur[r] + t < n and P[r][cur[r] + t] == UNKNOWN]
                 if not entries:
                     continue
                 at = torch.tensor([col - cur[d.rows[k]] - 1 for k, col in entries])  # the logits that predict col
-                drafts = [tokens[d.rows[k]][col - cur[d.rows[k]]] for k, col in entries]  # what the pass was fed
+                drafts = []  # what the pass was fed; for the code after it, its guess
+                for k, col in entries:
+                    r, t = d.rows[k], col - cur[d.rows[k]]
+                    drafts.append(tokens[r][t] if t < length[r] else _guess(D[r][col], tokens[r][t - 1], n_codes))
                 codes = decide(d, entries, drafts, lambda rs: out[torch.tensor(rs), at])
                 for (k, col), code, fed in zip(entries, codes, drafts):
                     r = d.rows[k]
-                    if code is not None and code != fed:  # replaced: the row keeps what came before it
-                        for row in [r] + ([d.twins[k]] if d.twins is not None else []):
+                    if code is not None and code != fed and col - cur[r] < length[r]:  # replaced: the row keeps
+                        for row in [r] + ([d.twins[k]] if d.twins is not None else []):  # what came before it
                             keep[row] = col - cur[r]  # the replaced code is fed first in the next pass
             self.state = self.model.keep(self.state, kv, keep)
             last = out[torch.arange(R), torch.tensor([max(k - 1, 0) for k in keep])]  # predicts column cur + keep
