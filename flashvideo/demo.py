@@ -340,8 +340,8 @@ def upload_path(payload, upload_dir, uploads=None) -> str | None:
     try:
         st = os.stat(real)
     except OSError:
-        raise ValueError(f"first frame: the upload is no longer on the server (uploads are kept for an hour); "
-                         f"upload it again") from None
+        raise ValueError("first frame: the upload is no longer on the server (uploads are kept for an hour); "
+                         "upload it again") from None
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"first frame: that upload is not a file: {FIRST_FRAME_HELP}")
     if st.st_size > MAX_UPLOAD_BYTES:

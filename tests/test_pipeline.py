@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from flashvideo.sampler import Sampler
-from flashvideo.regions import INHERITABLE, token_regions
+from flashvideo.regions import INHERITABLE
 
 PROMPT = "a red circle moves right"
 

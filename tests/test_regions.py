@@ -1,7 +1,7 @@
 """Token regions: different / unstable / stable / inheritable on hand-made code grids."""
 import torch
 
-from flashvideo.regions import DIFFERENT, INHERITABLE, STABLE, UNSTABLE, inherit_plan, region_counts, token_regions
+from flashvideo.regions import DIFFERENT, INHERITABLE, STABLE, inherit_plan, region_counts, token_regions
 
 
 def grids(changes, h=6, w=6):
