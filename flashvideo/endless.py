@@ -173,7 +173,7 @@ class EndlessStream:
         if regions is not None:
             stats["regions"] = region_counts(regions)
         labels = region_labels(regions) if regions is not None else None
-        return FrameEvent(index, kind, self.pipe.tokenizer.decode_frames(codes[None])[0], labels, stats)
+        return FrameEvent(index, kind, self.pipe.decode_frame(codes), labels, stats)
 
     # ---- saving and resuming -------------------------------------------------------------------
     def save(self, path) -> Path:

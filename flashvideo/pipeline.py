@@ -23,7 +23,7 @@ from .layout import KEY, UNKNOWN, Layout
 from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
 from .retnet import RetNet
 from .sampler import SamplingSettings
-from .sampling import Decoder, frame_draft
+from .sampling import Decoder, frame_draft, torch_threads
 from .timeline import Timeline
 from .frames import as_rgb_frame
 from .tokenizer import Tokenizer, load_tokenizer
@@ -243,6 +243,12 @@ class FlashVideoPipeline:
         frame = as_rgb_frame(image, self.tokenizer.image_size)
         return self.tokenizer.encode_frames(frame[None])[0]
 
+    def decode_frame(self, codes: torch.Tensor) -> np.ndarray:
+        """One frame's codes (grid, grid) -> its image, uint8 (H, W, 3), on one thread: a frame is too small to
+        share out, and a second thread that waits for a busy core makes the decoding many times slower."""
+        with torch_threads(1):
+            return self.tokenizer.decode_frames(codes[None])[0]
+
     # ---- generation --------------------------------------------------------------------------
     def _decoder(self, generators, sampling, counts) -> Decoder:
         return Decoder(self.model, generators, sampling, counts=counts, chunked=self.chunked_prefill,
@@ -345,7 +351,7 @@ class FlashVideoPipeline:
             if regions is not None:
                 stats["regions"] = region_counts(regions)
             labels = region_labels(regions) if regions is not None else None
-            return FrameEvent(index, timeline.kind(index), self.tokenizer.decode_frames(codes[None])[0], labels, stats)
+            return FrameEvent(index, timeline.kind(index), self.decode_frame(codes), labels, stats)
 
         keys = []
         for k, codes in enumerate(self.key_frame_codes(text, key_frames, seed, given, sampling=sampling,
