@@ -231,7 +231,7 @@ class EndlessStream:
         stream._key_frames = int(meta["key_frames"])
         stream._lead = int(meta.get("lead_in", 0))
         last = tensors.get("last_key")
-        before = tensors.get("before", None if last is None else last[None])  # (states saved before `before`)
+        before = tensors.get("before", None if last is None else last[None])  # (a state saved before drafts read 3 frames)
         G, n_codes = pipe.config.grid, pipe.config.n_codes
         for t, dims in ((last, 2), (before, 3)):  # a grid, and a stack of grids
             if t is not None and not (t.dim() == dims and t.shape[-2:] == (G, G) and t.dtype == torch.long

@@ -105,10 +105,10 @@ def _generator(seed: int) -> torch.Generator:
 class FlashVideoPipeline:
     chunked_prefill = True  # known spans through the chunkwise form (False: token by token, for benchmarks)
     draft_len = 8  # speculative decoding: each frame drafted from the one before, 8 codes checked per pass (0: off)
-    # Threads of the drafted passes (None: torch's setting, one per core; token by token, recurrent steps take 1). A pass of a few rows x 9 tokens is small
-    # matrix products that two cores share well (the default video 1.3x as fast on an idle 2-core machine,
-    # tests/thread_speed.py); on a machine whose other cores are busy, 1 is safer: a thread that waits for a busy
-    # core holds up the other.
+    # Threads of the drafted passes (None: torch's setting, one per core; token by token, recurrent steps take 1).
+    # A pass of a few rows x 9 tokens is small matrix products that two cores share well (the default video 1.3x as
+    # fast on an idle 2-core machine, tests/thread_speed.py); on a machine whose other cores are busy, 1 is safer:
+    # a thread that waits for a busy core holds up the other.
     threads: int | None = None
 
     def __init__(self, model: RetNet, tokenizer: Tokenizer):
