@@ -76,6 +76,10 @@ def model_id(model: str | os.PathLike | None = None) -> str | None:
 @functools.lru_cache(maxsize=4)
 def _load(key: str | None) -> FlashVideoPipeline:
     pipe = FlashVideoPipeline.from_pretrained(key)
+    # The app's server and the browser share the cores with decoding: one thread for the passes kept the app as fast
+    # (0.79 s against 0.76 and 1.09 s in two runs with two threads) and its first click no slower than a warm one
+    # (0.97x against 1.32x and 0.88x; tests/app_speed.py, runs/app_speed14t1, 14 and 15).
+    pipe.threads = 1
     if os.environ.get(COMPILE_ENV) == "1":  # opt-in, synchronous: never shares the cores with a request
         pipe.compile()
     elif os.environ.get(COMPILE_ENV) != "0":  # a step built ahead of time on this machine, if any (never built here)
