@@ -255,9 +255,14 @@ class FlashVideoPipeline:
             return self.tokenizer.decode_frames(codes[None])[0]
 
     # ---- generation --------------------------------------------------------------------------
+    @property
+    def decode_threads(self) -> int | None:
+        """Threads a decoder runs on: `threads` for drafted passes; token by token, recurrent steps take 1."""
+        return self.threads if self.draft_len else 1
+
     def _decoder(self, generators, sampling, counts) -> Decoder:
         return Decoder(self.model, generators, sampling, counts=counts, chunked=self.chunked_prefill,
-                       draft_len=self.draft_len, threads=self.threads if self.draft_len else 1)  # steps: 1
+                       draft_len=self.draft_len, threads=self.decode_threads)
 
     def _guidance_text(self, sampling, negative):
         """The twins' text block: `negative` (text_len,), or the null text; None when unguided."""

@@ -265,7 +265,7 @@ class Server:
             groups.setdefault((sample, tokens.shape[1]), []).append(k)
         t0 = time.perf_counter()
         try:
-            with torch_threads(self.pipe.threads if len(asks) == 1 else 1):  # a lone request: as the pipeline
+            with torch_threads(self.pipe.decode_threads if len(asks) == 1 else 1):  # a lone request: as the pipeline
                 for (sample, _), ks in groups.items():
                     decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
                     dec = decoders[0] if len(ks) == 1 else Decoder.together(decoders)  # alone: the solo computation
