@@ -6,7 +6,7 @@ import torch
 
 from flashvideo import aot
 from flashvideo.config import FlashVideoConfig
-from flashvideo.retnet import RetNet
+from flashvideo.retnet import SHORT_SPAN, RetNet
 
 
 def tiny_model(seed=0):
@@ -84,7 +84,10 @@ def test_built_step_matches_eager_and_falls_back(float32_build):
         assert close(got, (drafted[0][:b, :t], [x[:b, :, :t] for x in drafted[1]]), 1e-5)
     first, _ = model.step(ids[:, 0], None, 0)  # no state yet: the eager step
     assert first.shape == (3, model.config.n_codes)
+    long = torch.randint(0, model.config.vocab_size, (3, 2 * SHORT_SPAN + 3))  # 3 pieces of the built pass
+    built = model.prefill(long, state, [6, 9, 40])
     aot.unload_step(model)
+    assert close(built, model.prefill(long, state, [6, 9, 40]), 1e-4)  # ... as the eager chunkwise form
     assert model.step_backend == "eager" and "_recurrent" not in model.__dict__ and "_chunk" not in model.__dict__
 
 
