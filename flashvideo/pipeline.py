@@ -255,14 +255,10 @@ class FlashVideoPipeline:
             return self.tokenizer.decode_frames(codes[None])[0]
 
     # ---- generation --------------------------------------------------------------------------
-    @property
-    def decode_threads(self) -> int | None:
-        """Threads a decoder runs on: `threads` for drafted passes; token by token, recurrent steps take 1."""
-        return self.threads if self.draft_len else 1
-
     def _decoder(self, generators, sampling, counts) -> Decoder:
+        """Drafted passes run on `threads`; token by token, recurrent steps take 1 (matrix-vector products)."""
         return Decoder(self.model, generators, sampling, counts=counts, chunked=self.chunked_prefill,
-                       draft_len=self.draft_len, threads=self.decode_threads)
+                       draft_len=self.draft_len, threads=self.threads if self.draft_len else 1)
 
     def _guidance_text(self, sampling, negative):
         """The twins' text block: `negative` (text_len,), or the null text; None when unguided."""

@@ -265,7 +265,10 @@ class Server:
             groups.setdefault((sample, tokens.shape[1]), []).append(k)
         t0 = time.perf_counter()
         try:
-            with torch_threads(self.pipe.decode_threads if len(asks) == 1 else 1):  # a lone request: as the pipeline
+            # One thread, even for a lone request: a request's thread is not the one that set up torch's thread pool,
+            # and two threads made a lone default video take 0.83-1.04 s against 0.26-0.28 s on one (0.25 s through
+            # `pipe.stream` on two threads; a one-off A/B on the shipped model)
+            with torch_threads(1):
                 for (sample, _), ks in groups.items():
                     decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
                     dec = decoders[0] if len(ks) == 1 else Decoder.together(decoders)  # alone: the solo computation
