@@ -38,8 +38,10 @@ KEEP_FRAMES = 480            # frames kept in memory for the frame slider (the n
 MP4_MAX_FRAMES = 2400        # the shown MP4 holds at most this many of the newest frames (5 min at 8 fps)
 GIF_MAX_FRAMES = 160
 SEGMENT_FRAMES = 600         # a run's MP4 is closed and a new one begun every this many frames
-LIVE_EVERY_S = 1 / 30        # while frames stream, the page is updated at most this often (frames decoded
-                             # sooner join the next update; every frame still goes to the strip, MP4 and slider)
+LIVE_EVERY_S = 1 / 10        # while frames stream, the page is updated at most this often (frames decoded
+                             # sooner join the next update; every frame still goes to the strip, MP4 and slider).
+                             # At 1/30 s a default video sent 11 updates and took Chromium 1.84x the pipeline's
+                             # time, at 1/10 s 6 updates and 1.58x (tests/app_speed.py, one run of 5 reps each)
 STRIP_EVERY_S = 0.2          # while frames stream, the filmstrip is redrawn at most this often
 CONTINUE_BATCH_PAIRS = 2     # key-frame pairs interpolated together while continuing (latency vs batching)
 
