@@ -265,9 +265,9 @@ class Server:
             groups.setdefault((sample, tokens.shape[1]), []).append(k)
         t0 = time.perf_counter()
         try:
-            # One thread, even for a lone request: a request's thread is not the one that set up torch's thread pool,
-            # and two threads made a lone default video take 0.83-1.04 s against 0.26-0.28 s on one (0.25 s through
-            # `pipe.stream` on two threads; a one-off A/B on the shipped model)
+            # One thread, even for a lone request: on two, a lone default video took 0.83-1.04 s against 0.26-0.28 s
+            # on one, while `pipe.stream` on two threads took 0.25 s (a one-off A/B on the shipped model; why the
+            # request's thread fares so much worse on two was not pinned down)
             with torch_threads(1):
                 for (sample, _), ks in groups.items():
                     decoders, tokens = [asks[k][0] for k in ks], torch.cat([asks[k][1] for k in ks])
