@@ -527,9 +527,10 @@ def test_a_long_video_stays_bounded(tiny_pipe, tmp_path, monkeypatch):
     assert len(session.changes) == 3 and "prompt changed 2×" in done.markdown
 
 
-def test_the_gif_holds_the_kept_frames_whole_or_stopped(tiny_pipe, tmp_path):
+def test_the_gif_holds_the_kept_frames_whole_or_stopped(tiny_pipe, tmp_path, monkeypatch):
     """A run's GIF is written while its frames arrive; stopped part-way, the GIF is the frames kept, in time
     order; a new run leaves no half-written GIF behind."""
+    monkeypatch.setattr(app_session, "LIVE_EVERY_S", 0.0)  # an update a frame: two updates are part of the video
     s = lib.Settings.check(tiny_pipe, PROMPT, 3, 2, 0.5, seed=2)
     session = app_session.Session(tiny_pipe, "tiny", tmp_path)
     scale = session.scale
