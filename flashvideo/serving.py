@@ -24,7 +24,8 @@ One idea: requests are decoded frame by frame as one batch.
   on. Room is bounded: at most `max_rows` rows at once, a request counting the most rows it ever decodes together;
   later requests wait in line, first come first served.
 * The same frames as decoding alone: a row's arithmetic never mixes with another row's, so a request's codes are
-  those of `pipe.stream` with the same seed and settings. A lone request runs exactly the solo computation; in a
+  those of `pipe.stream` with the same seed and settings. A lone request runs exactly the solo computation on one
+  thread (`pipe.threads = 1`; the pipeline's default of two threads may split a product's sums otherwise); in a
   larger batch the matrix kernels may round differently (one row is a matrix-vector product, several rows a
   matrix product; the same holds for the pipeline's own batched pairs), and a row that knows its token where another
   samples takes a recurrent step instead of the chunkwise pass; either changes a code only if a draw falls within
