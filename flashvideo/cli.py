@@ -359,7 +359,7 @@ def cmd_train(args) -> None:
                      batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
                      p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, p_self=args.p_self,
                      p_first=args.p_first, ema=args.ema,
-                     lr=args.lr, warmup=args.warmup, seed=args.seed,
+                     lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
                      export=args.export or "", resume=args.resume, init=args.init or "", stop_at=args.stop_at, model=model,
                      folder_frames=args.folder_frames, folder_t_max=args.folder_t_max)
@@ -470,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep an exponential moving average of the weights with this decay (e.g. 0.998); "
                         "checkpoints hold it in step-*/ema and --export writes it")
     m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--min-lr", type=float, default=1e-4, help="the cosine schedule ends at this learning rate")
     m.add_argument("--warmup", type=int, default=200)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--save-every", type=int, default=200)
