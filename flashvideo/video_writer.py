@@ -4,10 +4,12 @@
         for ev in events:
             out.add(ev.index, ev.image)      # frames may come out of time order: a frame waits for those before it
 
-* GIF: every frame is quantised to its own adaptive palette (as a whole-file Pillow save does) and
-  appended with Pillow's GIF frame encoder; the file loops. Nothing but the file's header is kept.
-  A frame is quantised before it is enlarged (pixel repetition keeps its colours and their shares, so
-  the palette and the pixels are the same): 1.5x faster at scale 4.
+* GIF: every frame gets a palette of its own and is appended with Pillow's GIF frame encoder; the file
+  loops. Nothing but the file's header is kept. A frame of at most 256 colours keeps them exactly; a
+  frame of more is quantised with Pillow's fast octree (0.17 ms for a 64 px frame of the shipped model,
+  49 dB against it) instead of its adaptive median cut (3.7 ms, 58 dB), which had made the GIF the
+  last thing the app waited for. A frame is quantised before it is enlarged (pixel repetition keeps its
+  colours and their shares, so the palette and the pixels are the same).
 * MP4: imageio-ffmpeg pipes the frames to ffmpeg (libx264, yuv420p), as `Video.save` does, with x264's
   ultrafast preset and no lookahead (zerolatency): each frame is encoded when it arrives, so closing
   the file takes 10 ms instead of 125-132 ms for 61 frames at 256 px (the file is 75 KB instead of 42,
@@ -37,6 +39,21 @@ os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 SUFFIXES = (".gif", ".mp4")
 
 
+def _paletted(frame: np.ndarray):
+    """An RGB frame as a paletted Pillow image: its own colours if it has at most 256, else a fast octree's."""
+    from PIL import Image
+
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"a video frame is (height, width, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+    rgb = frame.astype(np.uint32)
+    colours, index = np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], return_inverse=True)
+    if len(colours) > 256:
+        return Image.fromarray(frame).quantize(256, method=Image.Quantize.FASTOCTREE)
+    im = Image.fromarray(index.reshape(frame.shape[:2]).astype(np.uint8), "P")
+    im.putpalette(np.stack([colours >> 16, colours >> 8 & 255, colours & 255], 1).astype(np.uint8).tobytes())
+    return im
+
+
 class _Gif:
     def __init__(self, path: Path, fps: int, scale: int):
         self.file, self.duration, self.scale = open(path, "wb"), 1000 / fps, scale   # ms per frame (GIF keeps 1/100 s)
@@ -44,7 +61,7 @@ class _Gif:
     def append(self, frame: np.ndarray) -> None:
         from PIL import GifImagePlugin, Image
 
-        im = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE)
+        im = _paletted(frame)
         if self.scale > 1:
             im = im.resize((im.width * self.scale, im.height * self.scale), Image.Resampling.NEAREST)
         if self.file.tell() == 0:                                    # signature, screen, loop forever

@@ -306,6 +306,22 @@ def test_the_writer_puts_frames_on_disk_as_they_arrive(tmp_path):
     assert np.array_equal(iio.imread(path, index=None), frames.repeat(2, 1).repeat(2, 2))
 
 
+def test_a_gif_frame_of_many_colours_is_quantised_closely(tmp_path):
+    """Over 256 colours (here 4,096 spread over the whole colour cube: the hardest case): a fast palette of its own,
+    close to the frame;
+    at most 256: exactly its colours."""
+    y, x = np.mgrid[0:64, 0:64]
+    smooth = np.stack([x * 4, y * 4, (x + y) * 2], -1).astype(np.uint8)
+    few = smooth // 64 * 64                                      # 4 levels a channel: 64 colours
+    with VideoWriter(tmp_path / "v.gif") as w:
+        w.add(0, smooth)
+        w.add(1, few)
+    back = iio.imread(tmp_path / "v.gif", index=None)[..., :3].astype(float)
+    psnr = 10 * np.log10(255 ** 2 / np.mean((back[0] - smooth) ** 2))
+    assert len(np.unique(smooth.reshape(-1, 3), axis=0)) > 256 and 28 < psnr < 99, psnr   # median cut: 35 dB
+    assert np.array_equal(back[1], few)
+
+
 def test_background_writer_matches_the_foreground_one_and_reports_its_errors(tmp_path):
     import gc
     import threading
@@ -323,7 +339,7 @@ def test_background_writer_matches_the_foreground_one_and_reports_its_errors(tmp
     # a frame the encoder cannot take: the error comes out of close, in the caller's thread
     w = VideoWriter(tmp_path / "bad.gif", background=True)
     w.add(0, np.zeros((4, 4, 7), np.uint8))
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="uint8 RGB"):
         w.close()
     # a writer dropped unclosed finishes its file and ends its thread
     before = threading.active_count()
