@@ -440,6 +440,7 @@ class Settings:
     guidance_scale: float = 1.0         # 1: off
     guide_interp: bool = True           # the model's choice (`SamplingSettings.guide_interp`); not a UI control
     lead_in: int = 0                    # the model's choice too (`SamplingSettings.lead_in`)
+    first_candidates: int = 1           # and this (`SamplingSettings.first_candidates`)
     negative_prompt: str | None = None
     length: str = LENGTHS[0]
 
@@ -454,7 +455,8 @@ class Settings:
     @property
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                                guidance_scale=self.guidance_scale, guide_interp=self.guide_interp, lead_in=self.lead_in)
+                                guidance_scale=self.guidance_scale, guide_interp=self.guide_interp, lead_in=self.lead_in,
+                                first_candidates=self.first_candidates)
 
     @classmethod
     def check(cls, pipe: FlashVideoPipeline, prompt, key_frames=4, interp_frames=3, inherit_ratio=0.2,
@@ -497,6 +499,7 @@ class Settings:
                 seed=seed, first_frame=first_frame, temperature=temperature, top_k=top_k,
                 top_p=None if top_p == 1.0 else top_p, guidance_scale=guidance_scale,
                 guide_interp=pipe.default_sampling.guide_interp, lead_in=pipe.default_sampling.lead_in,
+                first_candidates=pipe.default_sampling.first_candidates,
                 negative_prompt=negative_prompt, length=length)
         pipe.check_settings(s.key_frames, s.interp_frames, s.inherit_ratio, seed=s.seed, sampling=s.sampling,
                             negative_prompt=s.negative_prompt)

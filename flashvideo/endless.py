@@ -32,6 +32,7 @@ import torch
 from .aot import model_key
 from .config import without_sampling
 from .layout import KEY, UNKNOWN
+from . import rerank
 from .pipeline import FrameEvent, _generator, child_seed
 from .regions import INHERITABLE, region_counts, region_labels
 from .sampler import SamplingSettings
@@ -136,8 +137,11 @@ class EndlessStream:
         for sn in map(L.key_sn, numbers):
             plan = torch.cat([L.header(KEY, self._text, sn), unknown])[None]
             twin = None if self._negative is None else torch.cat([L.header(KEY, self._negative, sn), unknown])[None]
-            draft = None if not self._before else L.draft(frame_draft(self._before))[None]
-            codes = self._dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
+            if not self._before:  # drawn from the prompt alone: the likeliest of its candidates
+                done = rerank.first_key_frame(self.pipe, self._dec, plan, twin, self.seed, self.sampling)
+            else:
+                done = self._dec.run(plan, twin, L.draft(frame_draft(self._before))[None])
+            codes = done[0, L.header_len:].view(G, G)
             self._before = self._before[-2:] + [codes]
         self._key_frames += 1
         return codes

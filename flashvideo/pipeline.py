@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import validation
+from . import rerank, validation
 from .config import FlashVideoConfig
 from .layout import KEY, UNKNOWN, Layout
 from .regions import INHERITABLE, inherit_plan, region_counts, region_labels, token_regions
@@ -283,8 +283,11 @@ class FlashVideoPipeline:
             frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
-            draft = None if not before else L.draft(frame_draft(before))[None]
-            codes = dec.run(plan, twin, draft)[0, L.header_len:].view(G, G)
+            if i == 0 and given is None:  # drawn from the prompt alone: the likeliest of its candidates
+                done = rerank.first_key_frame(self, dec, plan, twin, seed, sampling)
+            else:
+                done = dec.run(plan, twin, None if not before else L.draft(frame_draft(before))[None])
+            codes = done[0, L.header_len:].view(G, G)
             before = before[-2:] + [codes]
             if i >= lead:
                 yield codes

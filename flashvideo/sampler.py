@@ -28,6 +28,7 @@ MAX_TEMPERATURE = 10.0
 _TINY = 1e-100  # below this temperature, logits / t could overflow float64: the max-shifted form is used
 MAX_GUIDANCE = 20.0
 MAX_LEAD_IN = 4
+MAX_FIRST_CANDIDATES = 8
 
 
 def _is_real(x) -> bool:
@@ -47,6 +48,8 @@ class SamplingSettings:
     guidance_scale: float = 1.0    # classifier-free guidance s: uncond + s (cond - uncond); 1 = off (one pass)
     guide_interp: bool = True      # False: in-between frames unguided (their key frames pin them; half the rows)
     lead_in: int = 0               # key frames drawn before the first one shown, and dropped (`Layout.key_sns`)
+    first_candidates: int = 1      # the first key frame drawn this many times side by side, the likeliest kept
+                                   # (`flashvideo.rerank`); 1 = drawn once
 
     def __post_init__(self):
         def need(ok, msg):
@@ -69,14 +72,18 @@ class SamplingSettings:
         object.__setattr__(self, "guidance_scale", float(s))
         if k is not None:
             object.__setattr__(self, "top_k", int(k))
+        need(_is_int(self.first_candidates) and 1 <= self.first_candidates <= MAX_FIRST_CANDIDATES,
+             f"first_candidates must be an integer in 1..{MAX_FIRST_CANDIDATES}, got {self.first_candidates!r}")
         object.__setattr__(self, "lead_in", int(self.lead_in))
+        object.__setattr__(self, "first_candidates", int(self.first_candidates))
 
     @classmethod
     def resolve(cls, sampling: "SamplingSettings | None" = None, defaults: dict | None = None,
                 **keywords) -> "SamplingSettings":
         """Settings from `sampling=` or from keywords (None = not given), what is not given taken from
         `defaults` (a model's `config.sampling`); `sampling=` and keywords at once only if they agree."""
-        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale", "guide_interp", "lead_in"})
+        unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale", "guide_interp", "lead_in",
+                                      "first_candidates"})
         if unknown:
             raise TypeError(f"unknown sampling keywords {unknown}")
         given = {k: v for k, v in keywords.items() if v is not None}

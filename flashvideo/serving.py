@@ -164,8 +164,8 @@ class Server:
                     self.line.remove(request)
 
     def _rows(self, *args, **kwargs) -> int:
-        """The most rows a request decodes at once: one for its key frames, one per key-frame pair while
-        interpolating (all pairs in one batch), each twice where it is guided (a guided row has an unconditional
+        """The most rows a request decodes at once: one for its key frames (one per candidate for the first,
+        `flashvideo.rerank`), one per key-frame pair while interpolating (all pairs in one batch), each twice where it is guided (a guided row has an unconditional
         twin; in-between frames are guided only if the settings' `guide_interp` is on).
         Arguments `pipe.stream` refuses count one row: the request's thread then raises `pipe.stream`'s error."""
         try:
@@ -177,7 +177,7 @@ class Server:
                                                 guidance_scale=a["guidance_scale"])
         except (TypeError, ValueError):
             return 1
-        key_rows = 2 if sampling.guided else 1                                  # one row, and its twin if guided
+        key_rows = (2 if sampling.guided else 1) * sampling.first_candidates  # (the first key frame's candidates)
         pair_rows = max(1, pairs) * (2 if sampling.for_interp().guided else 1)
         return max(key_rows, pair_rows)
 

@@ -16,9 +16,9 @@ def collect(events):
     return {ev.index: (ev.kind, ev.image) for ev in events}
 
 
-@pytest.mark.parametrize("lead_in", [0, 1])
-def test_the_first_key_frames_are_the_video_of_the_same_seed(tiny_pipe, lead_in):
-    sampling = replace(tiny_pipe.default_sampling, lead_in=lead_in)
+@pytest.mark.parametrize("lead_in, candidates", [(0, 1), (1, 1), (1, 3)])
+def test_the_first_key_frames_are_the_video_of_the_same_seed(tiny_pipe, lead_in, candidates):
+    sampling = replace(tiny_pipe.default_sampling, lead_in=lead_in, first_candidates=candidates)
     video = tiny_pipe("red circle moves right", key_frames=5, interp_frames=2, seed=3, sampling=sampling)
     stream = EndlessStream(tiny_pipe, "red circle moves right", interp_frames=2, seed=3, batch_pairs=2, sampling=sampling)
     got = collect(stream.frames(5))

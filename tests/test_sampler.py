@@ -206,6 +206,60 @@ def test_lead_in_frames_are_drawn_first_and_not_shown():
             SamplingSettings(lead_in=bad)
 
 
+def test_the_first_key_frame_is_the_likeliest_of_its_candidates():
+    """Self-reranking (`flashvideo.rerank`): the first key frame is one of `first_candidates` frames drawn each from
+    a generator of its own, the one of highest mean log-probability; the video goes on from it as from a given
+    first frame."""
+    from dataclasses import replace
+
+    from conftest import make_tiny_pipeline
+    from flashvideo import rerank
+    from flashvideo.layout import KEY, UNKNOWN
+    from flashvideo.pipeline import _generator, child_seed
+
+    pipe = make_tiny_pipeline()
+    L, h, G = pipe.layout, pipe.layout.header_len, pipe.config.grid
+    text = pipe.encode_prompt("red circle grows")
+    for guidance in (1.0, 2.0):
+        s = replace(pipe.default_sampling, lead_in=0, first_candidates=4, guidance_scale=guidance)
+        counts = {"steps": 0, "chunks": 0, "sampled": 0, "fed": 0}
+        keys = torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, sampling=s, counts=counts)))
+        unknown = torch.full((pipe.config.frame_tokens,), UNKNOWN)
+        plan = torch.cat([L.header(KEY, text, 1), unknown])[None]
+        twin = torch.cat([L.header(KEY, L.null_text(), 1), unknown])[None] if guidance != 1 else None
+        drawn = torch.cat([pipe._decoder([_generator(child_seed(4, 2, c))], s, None).run(plan, twin)  # one at a time
+                           for c in range(4)])
+        scores = rerank.log_likelihood(pipe.model, drawn, h)
+        assert len({tuple(r.tolist()) for r in drawn}) > 1                     # the candidates differ
+        assert torch.equal(keys[0].flatten(), drawn[int(scores.argmax()), h:])
+        given = torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=keys[0], sampling=s)))
+        assert torch.equal(keys, given)                                        # and the video goes on from it
+        assert counts["sampled"] == (4 + 2) * G * G                            # 4 candidates, then 2 key frames
+    once = replace(pipe.default_sampling, lead_in=0)
+    assert not torch.equal(torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, sampling=once))), keys)
+    for bad in (0, 9, 1.5, "2", True):
+        with pytest.raises(ValueError, match="first_candidates"):
+            SamplingSettings(first_candidates=bad)
+
+
+def test_log_likelihood_is_the_mean_log_probability_of_the_codes_token_by_token():
+    from conftest import make_tiny_pipeline
+    from flashvideo import rerank
+
+    pipe = make_tiny_pipeline()
+    model, h = pipe.model, pipe.layout.header_len
+    torch.manual_seed(1)
+    rows = torch.randint(0, pipe.config.n_codes, (3, h + 10))
+    got = rerank.log_likelihood(model, rows, h)
+    for b in range(3):
+        state, total = None, 0.0
+        for t in range(rows.shape[1] - 1):
+            logits, state = model.step(rows[b, t:t + 1], state, t)
+            if t + 1 >= h:
+                total += float(torch.log_softmax(logits[0].double(), -1)[rows[b, t + 1]])
+        assert abs(float(got[b]) - total / 10) < 1e-4, (b, float(got[b]), total / 10)
+
+
 @pytest.mark.parametrize("settings", [SamplingSettings(temperature=1.0), SamplingSettings(temperature=0.7, top_k=3),
                                       SamplingSettings(temperature=1.2, top_p=0.8)])
 def test_a_kept_or_replaced_draft_is_drawn_from_the_distribution(settings):
