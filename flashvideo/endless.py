@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from . import rerank
 from .aot import model_key
 from .config import without_sampling
 from .layout import KEY, UNKNOWN
-from . import rerank
 from .pipeline import FrameEvent, _generator, child_seed
 from .regions import INHERITABLE, region_counts, region_labels
 from .sampler import SamplingSettings

@@ -9,7 +9,8 @@ The video's decoder takes over the kept candidate's state (and its twin's), and 
 frame drawn there.
 
 Measured on stage 15 (`tests/compare_models.py`, 387 seen and 45 held-out videos): 2 candidates bring flicker from
-8.5 to 7.3 % (seen) and 9.1 to 7.2 % (held out), at about 1.1x the default video's time (see the README).
+8.5 to 7.4 % (seen) and 9.1 to 8.0 % (held out), at 1.07x the default video's time (`tests/rerank_speed.py`; README,
+How good it is).
 """
 from __future__ import annotations
 

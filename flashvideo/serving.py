@@ -165,8 +165,9 @@ class Server:
 
     def _rows(self, *args, **kwargs) -> int:
         """The most rows a request decodes at once: one for its key frames (one per candidate for the first,
-        `flashvideo.rerank`), one per key-frame pair while interpolating (all pairs in one batch), each twice where it is guided (a guided row has an unconditional
-        twin; in-between frames are guided only if the settings' `guide_interp` is on).
+        `flashvideo.rerank`), one per key-frame pair while interpolating (all pairs in one batch), each twice where it
+        is guided (a guided row has an unconditional twin; in-between frames are guided only if the settings'
+        `guide_interp` is on).
         Arguments `pipe.stream` refuses count one row: the request's thread then raises `pipe.stream`'s error."""
         try:
             bound = inspect.signature(FlashVideoPipeline.stream).bind(self.pipe, *args, **kwargs)
