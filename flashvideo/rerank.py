@@ -9,7 +9,7 @@ The video's decoder takes over the kept candidate's state (and its twin's), and 
 frame drawn there.
 
 Measured on stage 15 (`tests/compare_models.py`, 387 seen and 45 held-out videos): 2 candidates bring flicker from
-8.5 to 7.4 % (seen) and 9.1 to 8.0 % (held out), at 1.07x the default video's time (`tests/rerank_speed.py`; README,
+8.5 to 7.4 % (seen) and 9.1 to 8.0 % (held out), at 1.07-1.11x the default video's time (`tests/rerank_speed.py`; README,
 How good it is).
 """
 from __future__ import annotations
@@ -17,25 +17,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .retnet import SHORT_SPAN
 from .sampling import Decoder, torch_threads
 
 
 def log_likelihood(model, rows: torch.Tensor, start: int) -> torch.Tensor:
     """The mean log-probability of each row's tokens from column `start` on, under the model reading the row from
-    its start: rows (B, L) -> (B,). Read in even pieces of at most `SHORT_SPAN` tokens through `RetNet.verify` (the
-    built pass where there is one: 4 candidates of the shipped model in 15 ms, 23 ms through the eager chunkwise
-    form), on one thread, so that a row's score does not depend on the thread count."""
-    (B, L), c = rows.shape, model.config
-    state = [model.head.weight.new_zeros(B, c.n_heads, c.d_model // c.n_heads, c.d_model // c.n_heads)
-             for _ in model.blocks]
-    pieces, logits, at = -(-L // SHORT_SPAN), [], 0
-    with torch.no_grad(), torch_threads(1):
-        for n in [L // pieces + (k < L % pieces) for k in range(pieces)]:
-            out, kv = model.verify(rows[:, at:at + n], state, at)
-            state, at = model.keep(state, kv, [n] * B), at + n
-            logits.append(out)
-    logp = F.log_softmax(torch.cat(logits, 1)[:, start - 1:-1].float(), -1)
+    its start: rows (B, L) -> (B,). Read in pieces through `RetNet.verify` (`RetNet.read`: the built pass where there
+    is one, 4 candidates of the shipped model in 15 ms against 23 ms through the eager chunkwise form), on one
+    thread, so that a row's score does not depend on the thread count."""
+    with torch_threads(1):
+        logits = torch.cat([piece for piece, _ in model.read(rows)], 1)
+    logp = F.log_softmax(logits[:, start - 1:-1].float(), -1)
     return logp.gather(-1, rows[:, start:, None])[..., 0].mean(1)
 
 

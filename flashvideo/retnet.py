@@ -285,10 +285,18 @@ class RetNet(nn.Module):
         goes through `verify`, whose pass is built ahead of time where the step is (`flashvideo.aot`); where it is
         built, a longer span goes through it too, in even pieces of at most SHORT_SPAN tokens (the interpolation
         contexts of 48 rows took 0.5x the chunkwise form's time with a bfloat16 build; eager pieces are slower)."""
-        B, L = idx.shape
-        if L > SHORT_SPAN and not self.step_backend.startswith("aoti"):
+        if idx.shape[1] > SHORT_SPAN and not self.step_backend.startswith("aoti"):
             h, state = self.hidden(idx.to(self.head.weight.device), state, offset, "chunkwise")
             return self.head(h[:, -1]), state
+        for logits, state in self.read(idx, state, offset):
+            pass
+        return logits[:, -1], state
+
+    @torch.no_grad()
+    def read(self, idx, state: State | None = None, offset: int | list = 0):
+        """Known tokens idx (B, L) at positions offset.. through `verify`, in even pieces of at most SHORT_SPAN
+        tokens: yields each piece's logits (B, n, n_codes) and the state after it."""
+        B, L = idx.shape
         if state is None or any(s is None for s in state):
             c = self.config
             dh = c.d_model // c.n_heads
@@ -299,7 +307,7 @@ class RetNet(nn.Module):
             at = offset + start if isinstance(offset, int) else [o + start for o in offset]
             logits, kv = self.verify(idx[:, start:start + n], state, at)
             state, start = self.keep(state, kv, [n] * B), start + n
-        return logits[:, -1], state
+            yield logits, state
 
     @torch.no_grad()
     def step(self, idx, state: State | None, offset):
