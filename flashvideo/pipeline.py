@@ -283,10 +283,10 @@ class FlashVideoPipeline:
             frame = (given if (i == 0 and given is not None) else torch.full((G, G), UNKNOWN)).flatten()
             plan = torch.cat([L.header(KEY, text, k), frame])[None]
             twin = None if neg is None else torch.cat([L.header(KEY, neg, k), frame])[None]
-            if i == 0 and given is None:  # drawn from the prompt alone: the likeliest of its candidates
+            if not before:  # the first (drawn from the prompt alone: the likeliest of its candidates; or given)
                 done = rerank.first_key_frame(self, dec, plan, twin, seed, sampling)
             else:
-                done = dec.run(plan, twin, None if not before else L.draft(frame_draft(before))[None])
+                done = dec.run(plan, twin, L.draft(frame_draft(before))[None])
             codes = done[0, L.header_len:].view(G, G)
             before = before[-2:] + [codes]
             if i >= lead:

@@ -9,14 +9,15 @@ The video's decoder takes over the kept candidate's state (and its twin's), and 
 frame drawn there.
 
 Measured on stage 15 (`tests/compare_models.py`, 387 seen and 45 held-out videos): 2 candidates bring flicker from
-8.5 to 7.4 % (seen) and 9.1 to 8.0 % (held out), at 1.07-1.11x the default video's time (`tests/rerank_speed.py`; README,
-How good it is).
+8.5 to 7.4 % (seen) and 9.1 to 8.0 % (held out), at 1.07-1.11x the default video's time (`tests/rerank_speed.py`;
+README, How good it is).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from .layout import UNKNOWN
 from .sampling import Decoder, torch_threads
 
 
@@ -34,12 +35,12 @@ def log_likelihood(model, rows: torch.Tensor, start: int) -> torch.Tensor:
 def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor | None, seed: int,
                     sampling) -> torch.Tensor:
     """The first key frame's plan (1, n) completed, and `dec` (the video's decoder) past it: drawn by `dec` itself
-    with one candidate, else the likeliest of the candidates, each drawn from a generator of its own (from `seed`),
-    whose state `dec` takes. `twin`: the guided twin's plan, or None."""
+    with one candidate (or fed, when the plan is a given frame), else the likeliest of the candidates, each drawn
+    from a generator of its own (from `seed`), whose state `dec` takes. `twin`: the guided twin's plan, or None."""
     from .pipeline import _generator, child_seed
 
     n, h = sampling.first_candidates, pipe.layout.header_len
-    if n == 1:
+    if n == 1 or not bool((plan == UNKNOWN).any()):
         return dec.run(plan, twin)
     many = pipe._decoder([_generator(child_seed(seed, 2, c)) for c in range(n)], sampling, dec.counts)
     drawn = many.run(plan.expand(n, -1).clone(), None if twin is None else twin.expand(n, -1).clone())

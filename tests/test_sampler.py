@@ -234,6 +234,9 @@ def test_the_first_key_frame_is_the_likeliest_of_its_candidates():
         assert torch.equal(keys[0].flatten(), drawn[int(scores.argmax()), h:])
         given = torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=keys[0], sampling=s)))
         assert torch.equal(keys, given)                                        # and the video goes on from it
+        single = replace(s, first_candidates=1)
+        alone = torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=keys[0], sampling=single)))
+        assert torch.equal(given, alone)                                       # a given first frame: no candidates
         assert counts["sampled"] == (4 + 2) * G * G                            # 4 candidates, then 2 key frames
     once = replace(pipe.default_sampling, lead_in=0)
     assert not torch.equal(torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, sampling=once))), keys)
