@@ -332,12 +332,12 @@ def cmd_train_tokenizer(args) -> None:
         if not isinstance(base, VQTokenizer):
             raise SystemExit(f"--decoder-of {args.decoder_of}: not a VQ tokenizer folder (backend {base.backend!r})")
         world = make_world(args.data, base.image_size)
-        vq, metrics = train_tokenizer(frame_stream(world, args.seed), decoder_of=base.vq, **options)
+        vq, metrics = train_tokenizer(frame_stream(world, args.seed), decoder_of=base.vq, wrap=world.wraps, **options)
         tokenizer = VQTokenizer(base.words, vq)
     else:
         world = make_world(args.data, args.image_size)
         vq_kwargs = dict(image_size=args.image_size, downsample=args.downsample, n_codes=args.codes,
-                         code_dim=args.code_dim, channels=args.channels)
+                         code_dim=args.code_dim, channels=args.channels, wrap=world.wraps)
         tokenizer, metrics = backend.train(frame_stream(world, args.seed),
                                            WordTokenizer(world.vocabulary(), slots=world.grammar()),
                                            vq_kwargs=vq_kwargs, **options)
@@ -443,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra weight of the reconstruction error on edge pixels (the outlines that make a shape)")
     t.add_argument("--decoder-of", metavar="FOLDER",
                    help="a trained VQ tokenizer folder: keep its encoder and codebook (every frame keeps its codes, "
-                        "so models trained on them stay valid) and train its decoder on; the size flags are ignored")
+                        "so models trained on them stay valid) and train its decoder on, padded as the world's frames continue "
+                        "(around the frame for the shapes world); the size flags are ignored")
     t.add_argument("--backend", default="vq",
                    help="tokenizer backend: a name registered in flashvideo.tokenizer.TOKENIZERS (default 'vq', the "
                         "patch-local VQ-VAE; 'icetk' loads pretrained weights and cannot be trained here)")

@@ -63,7 +63,7 @@ def _refuse_pickles(folder: Path, name: str) -> None:
                          f"safetensors.torch.save_file")
 
 
-MAX_VQ_SETTING = 4096      # every VQ constructor setting is a whole number in 1..MAX_VQ_SETTING,
+MAX_VQ_SETTING = 4096      # every VQ constructor setting but "wrap" (true or false) is a whole number in 1..MAX_VQ_SETTING,
 MAX_VQ_REPEATS = 64        # and a count of repeated blocks (n_res, n_layers, n_blocks, depth) at most this:
 REPEAT_SETTINGS = ("n_res", "n_layers", "n_blocks", "depth")   # checking costs ~30 ms a block on the meta device
 
@@ -71,7 +71,7 @@ REPEAT_SETTINGS = ("n_res", "n_layers", "n_blocks", "depth")   # checking costs 
 def _build_vq(kwargs: dict, weights: Path, source: Path) -> VQVAE:
     """VQVAE(**kwargs) with weights read from a safetensors file; ValueError naming any bad setting or tensor.
 
-    Nothing is allocated from the files before it is checked: every setting must be a whole number in
+    Nothing is allocated from the files before it is checked: every setting but "wrap" (a bool) must be a whole number in
     1..MAX_VQ_SETTING (block counts 1..MAX_VQ_REPEATS), the module is first built on the meta device (no memory) to learn its tensor
     shapes, the weights must be a regular file of bounded size whose safetensors header lists exactly
     those shapes, and no weight may be NaN or inf. Only then is the real module built and filled."""
@@ -80,6 +80,10 @@ def _build_vq(kwargs: dict, weights: Path, source: Path) -> VQVAE:
     if not isinstance(kwargs, dict):
         raise ValueError(f"{source} has no 'vq' settings object")
     for k, v in kwargs.items():
+        if k == "wrap":
+            if not isinstance(v, bool):
+                raise ValueError(f"{source}: VQ setting 'vq.wrap' must be true or false, got {v!r}"[:300])
+            continue
         hi = MAX_VQ_REPEATS if k in REPEAT_SETTINGS else MAX_VQ_SETTING
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
             raise ValueError(f"{source}: VQ setting 'vq.{k}' must be a whole number in 1..{hi}, got {v!r}"[:300])

@@ -48,7 +48,7 @@ def _edge_mse(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def train_tokenizer(frames_iter, *, vq_kwargs: dict | None = None, steps: int, batch_size: int, lr: float = 2e-3,
                     log_every: int = 100, progress: bool = True, l1_weight: float = 0.0,
                     restart_every: int = 50, weight_decay: float = 1e-4, seed: int = 0,
-                    decoder_of: VQVAE | None = None, edge_weight: float = 0.0):
+                    decoder_of: VQVAE | None = None, wrap: bool | None = None, edge_weight: float = 0.0):
     """Train VQVAE(**vq_kwargs) for `steps` batches from frames_iter (yields uint8 (N,H,W,3)).
 
     Loss = MSE(recon, x) + l1_weight * L1(recon, x) + edge_weight * `_edge_mse`(recon, x) + vq_loss, AdamW with
@@ -56,14 +56,18 @@ def train_tokenizer(frames_iter, *, vq_kwargs: dict | None = None, steps: int, b
     The codebook starts on encodings of the first batch; codes unused for `restart_every` steps are moved
     onto encodings of the current batch (until 80% of training).
     ``decoder_of``: a trained VQVAE whose encoder and codebook are kept as they are (every frame keeps its
-    codes, so a model trained on them needs no retraining) while its decoder trains on, from its weights.
+    codes, so a model trained on them needs no retraining) while its decoder trains on, from its weights;
+    ``wrap`` (with decoder_of): whether that decoder now pads around the frame (None: as before).
     Returns (vq in eval mode, metrics dict with the final running losses, the PSNR of the last logged
     batch and timings)."""
     torch.manual_seed(seed)
     if decoder_of is None:
         vq = VQVAE(**(vq_kwargs or {}))
     else:
-        vq = VQVAE(**decoder_of.kwargs)
+        kwargs = dict(decoder_of.kwargs)
+        if wrap is not None:
+            kwargs["wrap"] = wrap
+        vq = VQVAE(**kwargs)
         vq.load_state_dict(decoder_of.state_dict())
         vq.encoder.requires_grad_(False)
         vq.quantizer.requires_grad_(False)

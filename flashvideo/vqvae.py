@@ -23,17 +23,23 @@ class _PixelNorm(nn.Module):
 
 class _ResBlock(nn.Module):
     """x + conv(silu(conv(silu(pixelnorm(x))))). ``k=1`` keeps each position on its own (encoder);
-    ``k=3`` with replicate padding lets the decoder look at neighbouring codes without border effects.
+    ``k=3`` lets the decoder look at neighbouring codes, padded as `_padding` says.
     `VQVAE._init_weights` zeroes the last conv so that every block starts as the identity."""
 
-    def __init__(self, ch: int, k: int):
+    def __init__(self, ch: int, k: int, padding: dict | None = None):
         super().__init__()
-        conv = dict(padding=k // 2, padding_mode="replicate") if k > 1 else {}
+        conv = padding if k > 1 else {}
         self.body = nn.Sequential(_PixelNorm(ch), nn.SiLU(), nn.Conv2d(ch, ch, k, **conv),
                                   nn.SiLU(), nn.Conv2d(ch, ch, 1))
 
     def forward(self, x):
         return x + self.body(x)
+
+
+def _padding(wrap: bool) -> dict:
+    """The decoder's 3x3 conv padding: around the frame when its world wraps (a torus, so an object split
+    by an edge is drawn as one), else the border code repeated (no border effects on plain backgrounds)."""
+    return dict(padding=1, padding_mode="circular" if wrap else "replicate")
 
 
 class CosineQuantizer(nn.Module):
@@ -87,12 +93,13 @@ class VQVAE(nn.Module):
     (sub-patches of downsample/2, then 2x2 of them) and position-wise (1x1) residual blocks; no padding
     and no statistics across positions, so identical patches get identical codes wherever they are and
     whatever else is in the frame, and a plain frame is a single code.
-    Decoder: 3x3 convs with replicate padding over the code grid (it may look at neighbouring codes to
-    draw smooth edges), nearest 2x upsampling steps, a 3x3 conv to RGB.
+    Decoder: 3x3 convs over the code grid (it may look at neighbouring codes to draw smooth edges),
+    nearest 2x upsampling steps, a 3x3 conv to RGB. ``wrap``: the frames are a torus (the shapes world),
+    so the decoder pads around the frame instead of repeating the border (`_padding`).
     """
 
     def __init__(self, *, image_size: int = 64, downsample: int = 8, n_codes: int = 1024,
-                 code_dim: int = 32, channels: int = 64, n_res: int = 2):
+                 code_dim: int = 32, channels: int = 64, n_res: int = 2, wrap: bool = False):
         super().__init__()
         if downsample < 2 or downsample & (downsample - 1):
             raise ValueError(f"downsample must be a power of 2 >= 2, got {downsample}")
@@ -100,6 +107,8 @@ class VQVAE(nn.Module):
             raise ValueError(f"image_size={image_size} is not a multiple of downsample={downsample}")
         self.kwargs = dict(image_size=image_size, downsample=downsample, n_codes=n_codes,
                            code_dim=code_dim, channels=channels, n_res=n_res)
+        if wrap:                                   # absent from the settings of frames that do not wrap
+            self.kwargs["wrap"] = True
         self.image_size, self.n_codes, self.grid = image_size, n_codes, image_size // downsample
         top = 2 * channels
         sub = downsample // 2
@@ -110,8 +119,8 @@ class VQVAE(nn.Module):
         self.encoder = nn.Sequential(*enc)
         self.quantizer = CosineQuantizer(n_codes, code_dim)
 
-        rep = dict(padding=1, padding_mode="replicate")
-        dec = [nn.Conv2d(code_dim, top, 3, **rep)] + [_ResBlock(top, 3) for _ in range(n_res)]
+        rep = _padding(wrap)
+        dec = [nn.Conv2d(code_dim, top, 3, **rep)] + [_ResBlock(top, 3, rep) for _ in range(n_res)]
         c_in = top
         for i in range(int(math.log2(downsample))):                      # (B,c,2h,2w) ... (B,c,H,W)
             c = max(channels // 2, top >> (i + 1))

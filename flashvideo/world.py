@@ -4,7 +4,7 @@ A world is any object with the members of `World`; nothing else in the package k
 
     world = make_world("shapes", size=64)             # or a dataset folder: make_world("data/ucf101", 64)
     prompt, frames = world.sample(rng, times=[0, 1, 2])   # frames: uint8 (3, 64, 64, 3) at those times
-    world.prompts(), world.vocabulary(), world.grammar(), world.example_prompts(), world.t_max
+    world.prompts(), world.vocabulary(), world.grammar(), world.example_prompts(), world.t_max, world.wraps
 
 Time is measured in key-frame intervals, as in `flashvideo.timeline`: key frame k of a training clip
 sits at t = k, its in-between frames at fractions of an interval. A world renders (or looks up) a
@@ -31,6 +31,7 @@ import numpy as np
 class World(Protocol):
     t_max: float            # clips are sampled over t in [0, t_max] (key-frame intervals)
     size: int               # frames are (size, size, 3) uint8
+    wraps: bool             # frames are a torus: what leaves one edge enters at the opposite one
     # (rng, times, at) -> (one prompt per frame, frames): the caption changes at time `at`; None if it cannot
     sample_switch: Callable | None
 
@@ -65,6 +66,7 @@ class ShapesWorld:
         from .data import shapes
 
         self.shapes, self.size, self.t_max = shapes, size, shapes.T_MAX
+        self.wraps = True                   # positions wrap around the frame (shapes.py's length rule)
 
     def sample(self, rng: np.random.Generator, times) -> tuple[str, np.ndarray]:
         clip = self.shapes.make_clip(int(rng.integers(2**62)), times, "train", self.size)
@@ -107,6 +109,7 @@ class FolderWorld:
     nearest frame. The caption stays the same for the whole clip, so there is no `sample_switch`."""
 
     sample_switch = None
+    wraps = False
 
     def __init__(self, root, size: int = 64, n_frames: int = 16, t_max: float | None = None):
         from .data.folder import VIDEO_EXTENSIONS, FrameFolder, VideoFolder

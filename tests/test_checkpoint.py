@@ -255,6 +255,7 @@ def _corruptions(saved: Path):
         ("vq n_res 1e6", tokenizer_json(lambda m: {**m, "vq": {**m["vq"], "n_res": 10**6}}), [J, "vq.n_res", "1..64"]),
         ("vq in bounds but huge", tokenizer_json(lambda m: {**m, "vq": {**m["vq"], "channels": 4096, "code_dim": 4096,
                                                                          "n_res": 64}}), [S, "does not match", J]),
+        ("vq wrap 'yes'", tokenizer_json(lambda m: {**m, "vq": {**m["vq"], "wrap": "yes"}}), [J, "vq.wrap", "true or false"]),
         ("vq unknown setting", tokenizer_json(lambda m: {**m, "vq": {**m["vq"], "foo": 3}}), [J, "bad VQ settings"]),
         ("tokenizer.json fifo", fifo(J), [J, "named pipe"]),
         ("tokenizer.json /dev/zero", link(J, "/dev/zero"), [J, "device"]),

@@ -142,6 +142,24 @@ def test_vqvae_shapes_dtypes_ranges_and_size():
     assert VQVAE(image_size=32, downsample=4, channels=16).grid == 8
 
 
+@pytest.mark.parametrize("wrap", [True, False])
+def test_a_wrapping_decoder_draws_the_frame_as_a_torus(wrap, tmp_path):
+    """With wrap (the shapes world's frames are a torus) the code grid rolled draws the image rolled: an
+    object split by an edge is drawn as one. Repeating the border instead (wrap off) breaks this."""
+    torch.manual_seed(0)
+    tok = VQTokenizer(WordTokenizer(VOCAB), VQVAE(channels=16, n_codes=64, code_dim=8, wrap=wrap))
+    for block in tok.vq.decoder:                          # leave no residual block the identity
+        if hasattr(block, "body"):
+            torch.nn.init.normal_(block.body[-1].weight, std=0.3)
+    tok.save(tmp_path)
+    back = load_tokenizer(tmp_path, small_config())
+    assert back.vq.kwargs.get("wrap", False) is wrap
+    codes = torch.randint(0, 64, (1, 8, 8))
+    ds = 64 // 8
+    rolled = np.roll(back.decode_frames(codes), (2 * ds, ds), axis=(1, 2))
+    assert np.array_equal(back.decode_frames(codes.roll((2, 1), dims=(1, 2))), rolled) is wrap
+
+
 def test_restart_dead_codes_moves_codes_onto_encodings():
     vq = VQVAE(channels=16, n_codes=32, code_dim=8).train()
     z = vq.encode_latents(torch.rand(2, 3, 64, 64) * 2 - 1)
@@ -312,7 +330,8 @@ def test_train_tokenizer_command_trains_a_decoder_and_keeps_the_codes(tmp_path):
     cmd_train_tokenizer(args)
     out = read_tokenizer(tmp_path / "out")
     frames = shape_frames(4, np.random.default_rng(2))
-    assert out.vocabulary == base.vocabulary and out.vq.kwargs == base.vq.kwargs
+    assert out.vocabulary == base.vocabulary
+    assert out.vq.kwargs == {**base.vq.kwargs, "wrap": True}          # the shapes world's frames wrap around
     assert torch.equal(out.encode_frames(frames), base.encode_frames(frames))
     assert not np.array_equal(out.decode_frames(base.encode_frames(frames)), base.decode_frames(base.encode_frames(frames)))
 
