@@ -443,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra weight of the reconstruction error on edge pixels (the outlines that make a shape)")
     t.add_argument("--decoder-of", metavar="FOLDER",
                    help="a trained VQ tokenizer folder: keep its encoder and codebook (every frame keeps its codes, "
-                        "so models trained on them stay valid) and train its decoder on, padded as the world's frames continue "
-                        "(around the frame for the shapes world); the size flags are ignored")
+                        "so models trained on them stay valid) and train its decoder on, padded as the world's "
+                        "frames continue (around the frame for the shapes world); the size flags are ignored")
     t.add_argument("--backend", default="vq",
                    help="tokenizer backend: a name registered in flashvideo.tokenizer.TOKENIZERS (default 'vq', the "
                         "patch-local VQ-VAE; 'icetk' loads pretrained weights and cannot be trained here)")

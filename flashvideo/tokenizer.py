@@ -63,7 +63,7 @@ def _refuse_pickles(folder: Path, name: str) -> None:
                          f"safetensors.torch.save_file")
 
 
-MAX_VQ_SETTING = 4096      # every VQ constructor setting but "wrap" (true or false) is a whole number in 1..MAX_VQ_SETTING,
+MAX_VQ_SETTING = 4096      # every VQ constructor setting but "wrap" (a bool) is a whole number in 1..MAX_VQ_SETTING,
 MAX_VQ_REPEATS = 64        # and a count of repeated blocks (n_res, n_layers, n_blocks, depth) at most this:
 REPEAT_SETTINGS = ("n_res", "n_layers", "n_blocks", "depth")   # checking costs ~30 ms a block on the meta device
 
@@ -71,8 +71,8 @@ REPEAT_SETTINGS = ("n_res", "n_layers", "n_blocks", "depth")   # checking costs 
 def _build_vq(kwargs: dict, weights: Path, source: Path) -> VQVAE:
     """VQVAE(**kwargs) with weights read from a safetensors file; ValueError naming any bad setting or tensor.
 
-    Nothing is allocated from the files before it is checked: every setting but "wrap" (a bool) must be a whole number in
-    1..MAX_VQ_SETTING (block counts 1..MAX_VQ_REPEATS), the module is first built on the meta device (no memory) to learn its tensor
+    Nothing is allocated from the files before it is checked: every setting but "wrap" (a bool) must be a whole
+    number in 1..MAX_VQ_SETTING (block counts 1..MAX_VQ_REPEATS), the module is first built on the meta device (no memory) to learn its tensor
     shapes, the weights must be a regular file of bounded size whose safetensors header lists exactly
     those shapes, and no weight may be NaN or inf. Only then is the real module built and filled."""
     from .safe_io import MAX_WEIGHTS_BYTES, load_tensors, read_regular_file, safetensors_header

@@ -28,7 +28,7 @@ class _ResBlock(nn.Module):
 
     def __init__(self, ch: int, k: int, padding: dict | None = None):
         super().__init__()
-        conv = padding if k > 1 else {}
+        conv = padding or {}
         self.body = nn.Sequential(_PixelNorm(ch), nn.SiLU(), nn.Conv2d(ch, ch, k, **conv),
                                   nn.SiLU(), nn.Conv2d(ch, ch, 1))
 
