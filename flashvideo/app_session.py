@@ -196,7 +196,7 @@ class Session:
             yield from self._continue(s.prompt, None)
             return
         self.run["baseline"] = view.rho0_steps(self.pipe.config.frame_tokens, s.key_frames, s.interp_frames, first_given,
-                                               lead_in=s.lead_in)
+                                               lead_in=s.sampling.lead_in)
         yield self.finish()
 
     def extend(self, prompt: str, key_frames: int | None, clip=None, settings=None):

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -438,9 +438,8 @@ class Settings:
     top_k: int | None = None
     top_p: float | None = None          # None: off
     guidance_scale: float = 1.0         # 1: off
-    guide_interp: bool = True           # the model's choice (`SamplingSettings.guide_interp`); not a UI control
-    lead_in: int = 0                    # the model's choice too (`SamplingSettings.lead_in`)
-    first_candidates: int = 1           # and this (`SamplingSettings.first_candidates`)
+    model_sampling: SamplingSettings = SamplingSettings()  # the model's own choices beyond the controls above
+                                        # (guide_interp, lead_in, first_candidates, centre_first): not UI controls
     negative_prompt: str | None = None
     length: str = LENGTHS[0]
 
@@ -454,9 +453,8 @@ class Settings:
 
     @property
     def sampling(self) -> SamplingSettings:
-        return SamplingSettings(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                                guidance_scale=self.guidance_scale, guide_interp=self.guide_interp, lead_in=self.lead_in,
-                                first_candidates=self.first_candidates)
+        return replace(self.model_sampling, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                       guidance_scale=self.guidance_scale)
 
     @classmethod
     def check(cls, pipe: FlashVideoPipeline, prompt, key_frames=4, interp_frames=3, inherit_ratio=0.2,
@@ -498,9 +496,7 @@ class Settings:
         s = cls(prompt=prompt, key_frames=key_frames, interp_frames=interp_frames, inherit_ratio=inherit_ratio,
                 seed=seed, first_frame=first_frame, temperature=temperature, top_k=top_k,
                 top_p=None if top_p == 1.0 else top_p, guidance_scale=guidance_scale,
-                guide_interp=pipe.default_sampling.guide_interp, lead_in=pipe.default_sampling.lead_in,
-                first_candidates=pipe.default_sampling.first_candidates,
-                negative_prompt=negative_prompt, length=length)
+                model_sampling=pipe.default_sampling, negative_prompt=negative_prompt, length=length)
         pipe.check_settings(s.key_frames, s.interp_frames, s.inherit_ratio, seed=s.seed, sampling=s.sampling,
                             negative_prompt=s.negative_prompt)
         return s

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import seam
 from .layout import UNKNOWN
 from .sampling import Decoder, torch_threads
 
@@ -36,15 +37,25 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
                     sampling) -> torch.Tensor:
     """The first key frame's plan (1, n) completed, and `dec` (the video's decoder) past it: drawn by `dec` itself
     with one candidate (or fed, when the plan is a given frame), else the likeliest of the candidates, each drawn
-    from a generator of its own (from `seed`), whose state `dec` takes. `twin`: the guided twin's plan, or None."""
+    from a generator of its own (from `seed`), whose state `dec` takes. `twin`: the guided twin's plan, or None.
+    A drawn frame is then rolled away from the frame's edges where the settings' `centre_first` asks for it
+    (`flashvideo.seam`)."""
     from .pipeline import _generator, child_seed
 
     n, h = sampling.first_candidates, pipe.layout.header_len
-    if n == 1 or not bool((plan == UNKNOWN).any()):
-        return dec.run(plan, twin)
-    many = pipe._decoder([_generator(child_seed(seed, 2, c)) for c in range(n)], sampling, dec.counts)
-    drawn = many.run(plan.expand(n, -1).clone(), None if twin is None else twin.expand(n, -1).clone())
-    k = int(log_likelihood(pipe.model, drawn, h).argmax())
-    rows = [k] if twin is None else [k, n + k]  # the kept candidate's row, and its twin's
-    dec.state, dec.logits, dec.pos = [s[rows] for s in many.state], many.logits[rows], many.pos
-    return drawn[k:k + 1]
+    drawn = bool((plan == UNKNOWN).any())
+    if drawn and sampling.centre_first and not pipe.tokenizer.wraps:
+        raise ValueError("centre_first rolls the first key frame, which only a tokenizer whose frames wrap around "
+                         "(vq.wrap) draws as the same frame rolled; this model's does not: set centre_first to false")
+    if n == 1 or not drawn:
+        done = dec.run(plan, twin)
+    else:
+        many = pipe._decoder([_generator(child_seed(seed, 2, c)) for c in range(n)], sampling, dec.counts)
+        tokens = many.run(plan.expand(n, -1).clone(), None if twin is None else twin.expand(n, -1).clone())
+        k = int(log_likelihood(pipe.model, tokens, h).argmax())
+        rows = [k] if twin is None else [k, n + k]  # the kept candidate's row, and its twin's
+        dec.state, dec.logits, dec.pos = [s[rows] for s in many.state], many.logits[rows], many.pos
+        done = tokens[k:k + 1]
+    if drawn and sampling.centre_first:
+        done = seam.recentre(dec, done, plan, twin, h, pipe.config.grid)
+    return done

@@ -50,6 +50,8 @@ class SamplingSettings:
     lead_in: int = 0               # key frames drawn before the first one shown, and dropped (`Layout.key_sns`)
     first_candidates: int = 1      # the first key frame drawn this many times side by side, the likeliest kept
                                    # (`flashvideo.rerank`); 1 = drawn once
+    centre_first: bool = False     # the first key frame rolled so its object sits away from the frame's edges, the
+                                   # video going on from there (`flashvideo.seam`; tokenizers that wrap only)
 
     def __post_init__(self):
         def need(ok, msg):
@@ -66,6 +68,7 @@ class SamplingSettings:
         need(_is_real(s) and 0.0 <= s <= MAX_GUIDANCE,
              f"guidance_scale must be a number in [0, {MAX_GUIDANCE:g}] (1 = no guidance), got {s!r}")
         need(isinstance(self.guide_interp, bool), f"guide_interp must be true or false, got {self.guide_interp!r}")
+        need(isinstance(self.centre_first, bool), f"centre_first must be true or false, got {self.centre_first!r}")
         need(_is_int(self.lead_in) and 0 <= self.lead_in <= MAX_LEAD_IN,
              f"lead_in must be an integer in 0..{MAX_LEAD_IN}, got {self.lead_in!r}")
         object.__setattr__(self, "temperature", float(t))
@@ -83,7 +86,7 @@ class SamplingSettings:
         """Settings from `sampling=` or from keywords (None = not given), what is not given taken from
         `defaults` (a model's `config.sampling`); `sampling=` and keywords at once only if they agree."""
         unknown = sorted(set(keywords) - {"temperature", "top_k", "top_p", "guidance_scale", "guide_interp", "lead_in",
-                                      "first_candidates"})
+                                      "first_candidates", "centre_first"})
         if unknown:
             raise TypeError(f"unknown sampling keywords {unknown}")
         given = {k: v for k, v in keywords.items() if v is not None}

@@ -148,6 +148,7 @@ class Tokenizer(ABC):
     n_codes: int
     n_text: int
     batch_size: int = 64
+    wraps: bool = False                # its frames wrap around (a torus): codes rolled draw the frame rolled
 
     @classmethod
     def load(cls, folder: Path, meta: dict | None, **tokenizer_args) -> "Tokenizer":
@@ -219,6 +220,7 @@ class VQTokenizer(Tokenizer):
     def __init__(self, words: WordTokenizer, vq: VQVAE, batch_size: int = 64):
         self.words, self.vq, self.batch_size = words, vq.eval(), batch_size
         self.image_size, self.grid, self.n_codes = vq.image_size, vq.grid, vq.n_codes
+        self.wraps = bool(vq.kwargs.get("wrap", False))
         self.n_text = words.n_text
 
     def encode_text(self, prompt: str) -> list[int]:
