@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import seam
+from . import centring
 from .layout import UNKNOWN
 from .sampling import Decoder, torch_threads
 
@@ -39,7 +39,7 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
     with one candidate (or fed, when the plan is a given frame), else the likeliest of the candidates, each drawn
     from a generator of its own (from `seed`), whose state `dec` takes. `twin`: the guided twin's plan, or None.
     A drawn frame is then rolled away from the frame's edges where the settings' `centre_first` asks for it
-    (`flashvideo.seam`)."""
+    (`flashvideo.centring`)."""
     from .pipeline import _generator, child_seed
 
     n, h = sampling.first_candidates, pipe.layout.header_len
@@ -57,5 +57,5 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
         dec.state, dec.logits, dec.pos = [s[rows] for s in many.state], many.logits[rows], many.pos
         done = tokens[k:k + 1]
     if drawn and sampling.centre_first:
-        done = seam.recentre(dec, done, plan, twin, h, pipe.config.grid)
+        done = centring.recentre(dec, done, plan, twin, h, pipe.config.grid)
     return done

@@ -51,7 +51,7 @@ class SamplingSettings:
     first_candidates: int = 1      # the first key frame drawn this many times side by side, the likeliest kept
                                    # (`flashvideo.rerank`); 1 = drawn once
     centre_first: bool = False     # the first key frame rolled so its object sits away from the frame's edges, the
-                                   # video going on from there (`flashvideo.seam`; tokenizers that wrap only)
+                                   # video going on from there (`flashvideo.centring`; tokenizers that wrap only)
 
     def __post_init__(self):
         def need(ok, msg):

@@ -1,11 +1,17 @@
 """Does a model keep its object over long streams? Not a test (no assertions); the README quotes its output.
 
     python tests/long_probe.py [MODEL ...]      # default: the shipped model; about 5 min per model on 1 core
+    python tests/long_probe.py checkpoints/shapes --aoti --settings '{"centre_first": false}' '{"centre_first": true}'
 
-For each model: 12 streams (3 prompts x 4 seeds) of 150 key frames without in-between frames, the prompt switching
-at key frame 60 (same object, new motion), sampled with the model's defaults on the eager step (so that models are
-compared alike). Prints, per stream and in all, the key frames in which `shapes.measure` finds no object."""
+For each model (and each change to its own sampling given with --settings): 12 streams (3 prompts x 4 seeds) of 150
+key frames without in-between frames, the prompt switching at key frame 60 (same object, new motion), sampled with
+the model's defaults on the eager step (so that models are compared alike; --aoti: its built step, for settings of
+one model). Prints, per stream and in all, the key frames in which `shapes.measure` finds no object, and those it
+does not read as the prompt's colour and shape."""
+import argparse
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,21 +29,36 @@ SWITCH_AT, AFTER, SEEDS = 60, 90, range(4)
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="*", default=[None])
+    ap.add_argument("--settings", nargs="+", default=["{}"], help="changes to the model's sampling, JSON objects")
+    ap.add_argument("--aoti", action="store_true", help="sample with the model's built step")
+    args = ap.parse_args()
     torch.set_num_threads(1)
-    for model in sys.argv[1:] or [None]:
+    for model in args.models:
         pipe = FlashVideoPipeline.from_pretrained(model)
-        lost = []
-        for seed in SEEDS:
-            for prompt, then in PROMPTS:
-                stream = EndlessStream(pipe, prompt, interp_frames=0, seed=seed)
-                frames = [e.image for e in stream.frames(SWITCH_AT)]
-                stream.prompt = then
-                frames += [e.image for e in stream.frames(AFTER)]
-                empty = np.flatnonzero(shapes.measure(np.stack(frames))["area"] == 0)
-                lost.append(len(empty))
-                print(model or "shipped", seed, prompt, "empty key frames:", len(empty), "first:", empty[:1], flush=True)
-        print(f"== {model or 'shipped'}: streams with an empty key frame: {sum(n > 0 for n in lost)} of {len(lost)}; "
-              f"empty key frames in all: {sum(lost)} of {(SWITCH_AT + AFTER) * len(lost)}", flush=True)
+        if args.aoti and not pipe.compile("aoti"):
+            raise SystemExit(f"no built step for {model}: python -m flashvideo.aot build --model {model}")
+        for change in args.settings:
+            sampling, name = replace(pipe.default_sampling, **json.loads(change)), f"{model or 'shipped'} {change}"
+            lost, off = [], []
+            for seed in SEEDS:
+                for prompt, then in PROMPTS:
+                    stream = EndlessStream(pipe, prompt, interp_frames=0, seed=seed, sampling=sampling)
+                    frames = [e.image for e in stream.frames(SWITCH_AT)]
+                    stream.prompt = then
+                    frames += [e.image for e in stream.frames(AFTER)]
+                    m = shapes.measure(np.stack(frames))
+                    colour, shape = prompt.split()[1:3]
+                    empty = np.flatnonzero(m["area"] == 0)
+                    wrong = [k for k, (s, c) in enumerate(zip(m["shapes"], m["colours"])) if s != shape or c != colour]
+                    lost.append(len(empty))
+                    off.append(len(wrong))
+                    print(name, seed, prompt, "empty key frames:", len(empty), "first:", empty[:1],
+                          "off the prompt:", len(wrong), flush=True)
+            print(f"== {name}: streams with an empty key frame: {sum(n > 0 for n in lost)} of {len(lost)}; "
+                  f"empty key frames in all: {sum(lost)} of {(SWITCH_AT + AFTER) * len(lost)}; key frames off the "
+                  f"prompt: {sum(off)}; streams with more than 10 of them: {sum(n > 10 for n in off)}", flush=True)
 
 
 if __name__ == "__main__":
