@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 
-def centring_shift(codes: torch.Tensor) -> tuple[int, int]:
+def shift(codes: torch.Tensor) -> tuple[int, int]:
     """The roll (rows, columns) of a code grid (G, G) that puts its content, every code but the most common,
     nearest the middle: for each axis the shift minimising the content's summed distance from the middle
     (ties: the smallest shift). (0, 0) for a frame that is all one code."""
@@ -37,14 +37,14 @@ def centring_shift(codes: torch.Tensor) -> tuple[int, int]:
 
 def recentre(dec, done: torch.Tensor, plan: torch.Tensor, twin: torch.Tensor | None, header_len: int,
              grid: int) -> torch.Tensor:
-    """The first key frame `done` (1, header + G*G, as drawn after `plan`) rolled by `centring_shift`, and
+    """The first key frame `done` (1, header + G*G, as drawn after `plan`) rolled by `shift`, and
     `dec` (a `sampling.Decoder` that has read nothing else) rebuilt on it: its state reset and the rolled
     frame fed after the same header (and the twin's, `twin`). Returns the rolled tokens."""
     codes = done[0, header_len:].view(grid, grid)
-    shift = centring_shift(codes)
-    if shift == (0, 0):
+    by = shift(codes)
+    if by == (0, 0):
         return done
-    rolled = torch.roll(codes, shift, (0, 1)).flatten()
+    rolled = torch.roll(codes, by, (0, 1)).flatten()
     dec.state, dec.logits, dec.pos = None, None, 0
     fed = torch.cat([plan[0, :header_len], rolled])[None]
     return dec.run(fed, None if twin is None else torch.cat([twin[0, :header_len], rolled])[None])

@@ -1,4 +1,4 @@
-"""The seam (`flashvideo.seam`): in a world that wraps, the first key frame drawn from the prompt is rolled so that
+"""Centring (`flashvideo.centring`): in a world that wraps, the first key frame drawn from the prompt is rolled so that
 its content sits away from the frame's edges, and the video goes on from the rolled frame."""
 from dataclasses import replace
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_pipeline
-from flashvideo import seam, serving
+from flashvideo import centring, serving
 from flashvideo.layout import KEY, UNKNOWN
 from flashvideo.pipeline import _generator
 from flashvideo.sampler import SamplingSettings
@@ -21,14 +21,14 @@ def wrapping():
 def test_the_shift_moves_content_split_by_the_edges_to_the_middle():
     codes = torch.full((8, 8), 5)
     codes[[7, 7, 0, 0], [7, 0, 7, 0]] = 9                     # one object split over all four corners
-    dy, dx = seam.centring_shift(codes)
+    dy, dx = centring.shift(codes)
     rolled = torch.roll(codes, (dy, dx), (0, 1))
     assert rolled[3:5, 3:5].eq(9).all() and rolled.eq(9).sum() == 4
-    assert seam.centring_shift(rolled) == (0, 0)               # content already in the middle stays
-    assert seam.centring_shift(torch.full((8, 8), 3)) == (0, 0)  # a plain frame is not moved
+    assert centring.shift(rolled) == (0, 0)                    # content already in the middle stays
+    assert centring.shift(torch.full((8, 8), 3)) == (0, 0)     # a plain frame is not moved
     wide = torch.full((8, 8), 5)
     wide[2, :] = 1                                             # content along a whole row: only rows move
-    assert seam.centring_shift(wide) == (1, 0)
+    assert centring.shift(wide) == (1, 0)
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
@@ -42,10 +42,10 @@ def test_the_first_key_frame_is_rolled_and_the_decoder_rebuilt_on_it(wrapping, g
     for seed in range(6):
         centred = torch.stack(list(pipe.key_frame_codes(text, 3, seed=seed, sampling=replace(s, centre_first=True))))
         as_drawn = torch.stack(list(pipe.key_frame_codes(text, 3, seed=seed, sampling=plain)))
-        shift = seam.centring_shift(as_drawn[0])
-        assert torch.equal(centred[0], torch.roll(as_drawn[0], shift, (0, 1)))
-        assert seam.centring_shift(centred[0]) == (0, 0)
-        moved += shift != (0, 0)
+        by = centring.shift(as_drawn[0])
+        assert torch.equal(centred[0], torch.roll(as_drawn[0], by, (0, 1)))
+        assert centring.shift(centred[0]) == (0, 0)
+        moved += by != (0, 0)
     assert moved >= 2                                          # the check is not vacuous
 
     unknown = torch.full((G * G,), UNKNOWN)
@@ -54,9 +54,9 @@ def test_the_first_key_frame_is_rolled_and_the_decoder_rebuilt_on_it(wrapping, g
     for seed in range(6):
         dec = pipe._decoder([_generator(seed)], s, None)
         done = dec.run(plan, twin)
-        if seam.centring_shift(done[0, h:].view(G, G)) != (0, 0):
+        if centring.shift(done[0, h:].view(G, G)) != (0, 0):
             break
-    rolled = seam.recentre(dec, done, plan, twin, h, G)
+    rolled = centring.recentre(dec, done, plan, twin, h, G)
     assert not torch.equal(rolled, done)
     fresh = pipe._decoder([_generator(seed)], s, None)          # a decoder that read the rolled frame alone
     fresh.feed(rolled, None if twin is None else torch.cat([twin[:, :h], rolled[:, h:]], 1))
