@@ -21,6 +21,14 @@ from __future__ import annotations
 import torch
 
 
+def check_wraps(tokenizer, where: str) -> None:
+    """ValueError unless the tokenizer's frames wrap around: only then do codes rolled draw the frame rolled."""
+    if not tokenizer.wraps:
+        raise ValueError(f"centre_first (in {where}) rolls the first key frame, which only a tokenizer whose frames "
+                         "wrap around (vq.wrap) draws as the same frame rolled; this model's does not: set "
+                         "centre_first to false")
+
+
 def shift(codes: torch.Tensor) -> tuple[int, int]:
     """The roll (rows, columns) of a code grid (G, G) that puts its content, every code but the most common,
     nearest the middle: for each axis the shift minimising the content's summed distance from the middle

@@ -44,9 +44,8 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
 
     n, h = sampling.first_candidates, pipe.layout.header_len
     drawn = bool((plan == UNKNOWN).any())
-    if drawn and sampling.centre_first and not pipe.tokenizer.wraps:
-        raise ValueError("centre_first rolls the first key frame, which only a tokenizer whose frames wrap around "
-                         "(vq.wrap) draws as the same frame rolled; this model's does not: set centre_first to false")
+    if drawn and sampling.centre_first:
+        centring.check_wraps(pipe.tokenizer, "the sampling settings")
     if n == 1 or not drawn:
         done = dec.run(plan, twin)
     else:

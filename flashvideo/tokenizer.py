@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .centring import check_wraps
 from .frames import as_rgb_frame  # noqa: F401  (re-exported: the one frame preprocessing)
 from .vqvae import VQVAE
 from .words import WordTokenizer
@@ -384,4 +385,6 @@ def load_tokenizer(folder, config) -> Tokenizer:
                              f"{name}={getattr(config, name)}")
     if tok.n_text > config.n_text:
         raise ValueError(f"tokenizer needs n_text={tok.n_text} text ids but the config has n_text={config.n_text}")
+    if config.sampling.get("centre_first"):
+        check_wraps(tok, f"{Path(folder) / 'config.json'}, sampling")
     return tok

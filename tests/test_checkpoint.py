@@ -214,6 +214,8 @@ def _corruptions(saved: Path):
         ("tokenizer 'bpe'", config(tokenizer="bpe"), [C, "tokenizer backend", "'vq', 'icetk'"]),
         ("tokenizer_args huge", config(tokenizer_args={"batch_size": 10**9}), [C, "tokenizer_args.batch_size", "1..4096"]),
         ("unknown field", config(hidden_size=768), [C, "unknown fields", "hidden_size"]),
+        ("centre_first 'yes'", config(sampling={"centre_first": "yes"}), [C, "centre_first", "true or false"]),
+        ("centre_first, frames that do not wrap", config(sampling={"centre_first": True}), [C, "centre_first", "wrap"]),
         ("config null", write(C, b"null"), [C, "JSON object"]),
         ("config list", write(C, b"[]"), [C, "JSON object"]),
         ("config garbage", write(C, b"\xff\xfe\x00garbage"), [C, "not UTF-8"]),
