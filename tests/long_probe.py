@@ -7,7 +7,8 @@ For each model (and each change to its own sampling given with --settings): 12 s
 --seeds) of 150 key frames without in-between frames, the prompt switching at key frame 60 (same object, new
 motion), sampled with the model's defaults on the eager step (so that models are compared alike; --aoti: its built
 step, for settings of one model). Prints, per stream and in all, the key frames in which `shapes.measure` finds no
-object, and those it does not read as the prompt's colour and shape."""
+object, and those it does not read as the prompt's colour and shape, and how often such a key frame is followed by
+another one and two key frames later."""
 import argparse
 import json
 import sys
@@ -42,7 +43,7 @@ def main():
             raise SystemExit(f"no built step for {model}: python -m flashvideo.aot build --model {model}")
         for change in args.settings:
             sampling, name = replace(pipe.default_sampling, **json.loads(change)), f"{model or 'shipped'} {change}"
-            lost, off = [], []
+            lost, off, flags = [], [], []
             for seed in map(int, args.seeds.split(",")):
                 for prompt, then in PROMPTS:
                     stream = EndlessStream(pipe, prompt, interp_frames=0, seed=seed, sampling=sampling)
@@ -55,11 +56,23 @@ def main():
                     wrong = [k for k, (s, c) in enumerate(zip(m["shapes"], m["colours"])) if s != shape or c != colour]
                     lost.append(len(empty))
                     off.append(len(wrong))
+                    if len(wrong) < len(frames):  # (a stream off throughout says nothing about when errors recur)
+                        flags.append(np.isin(np.arange(len(frames)), wrong))
                     print(name, seed, prompt, "empty key frames:", len(empty), "first:", empty[:1],
                           "off the prompt:", len(wrong), flush=True)
             print(f"== {name}: streams with an empty key frame: {sum(n > 0 for n in lost)} of {len(lost)}; "
                   f"empty key frames in all: {sum(lost)} of {(SWITCH_AT + AFTER) * len(lost)}; key frames off the "
                   f"prompt: {sum(off)}; streams with more than 10 of them: {sum(n > 10 for n in off)}", flush=True)
+            print(f"   a key frame off the prompt is followed by one off {recurrence(flags, 1):.1%} of the time one key "
+                  f"frame later and {recurrence(flags, 2):.1%} two later (key frames off in all: "
+                  f"{np.mean(np.concatenate(flags)) if flags else float('nan'):.1%})", flush=True)
+
+
+def recurrence(flags: list, lag: int) -> float:
+    """How often a key frame off the prompt is followed, `lag` key frames later, by another."""
+    pairs = [(f[:-lag], f[lag:]) for f in flags]
+    before = sum(int(a.sum()) for a, _ in pairs)
+    return sum(int((a & b).sum()) for a, b in pairs) / before if before else float("nan")
 
 
 if __name__ == "__main__":
