@@ -41,7 +41,7 @@ from .world import World, make_world
 
 def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
                p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0,
-               p_shake: float = 0.0, p_first: float = 0.0):
+               p_shake: float = 0.0, p_first: float = 0.0, p_swap: float = 0.0):
     """-> tokens (B, L), targets (B, L), and a short description of the task. Clips come from `source`,
     any `flashvideo.world.World`.
 
@@ -52,7 +52,8 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     of an endless stream: its serial numbers start at a random point of their cycle (`Layout.key_sn`)
     and, where the source can, the prompt changes at a random frame boundary. With ``p_shake`` the
     input frames are shaken (`shake`) while the targets stay the true codes. With ``p_first`` a key-frame batch
-    is of first frames alone (K = 1, SN 1, never given)."""
+    is of first frames alone (K = 1, SN 1, never given). With ``p_swap`` a key frame of a key-frame sequence shows
+    another sequence's frame (`swap_frames`)."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
     first, switch_at = 1, None
@@ -92,6 +93,8 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     targets = layout.targets(tokens, generated)
     if p_shake:
         tokens = shake(rng, tokens, layout, len(times), p_shake)
+    if p_swap and not task.startswith("interp"):
+        tokens, targets = swap_frames(rng, tokens, targets, layout, len(times), p_swap)
     return tokens, targets, task
 
 
@@ -115,6 +118,28 @@ def shake(rng, tokens: torch.Tensor, layout: Layout, n_slots: int, p_max: float)
         pick = torch.from_numpy(rng.random((B, g, g))) < p[:, 0]
         out[:, pos] = torch.where(pick, moved, f).view(B, -1)
     return out
+
+
+def swap_frames(rng, tokens: torch.Tensor, targets: torch.Tensor, layout: Layout, n_slots: int,
+                p_swap: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies of key-frame sequences `tokens` and `targets` (B, L) in which, with probability `p_swap` for each
+    sequence, one key frame before the last two shows the codes of the same slot of another sequence of the batch
+    (another clip: most often another object, elsewhere), and the targets that predict that frame's codes are
+    dropped. The frames after it keep their true targets, so the model learns to draw them from the prompt and
+    the frames that agree with it rather than copy a wrong frame forward. In long streams a key frame off the
+    prompt is followed by another two key frames later far more often than one later (README, Long videos): the
+    model copies the frame two back, which has the same alignment with the patch grid. Batches of one sequence,
+    or of fewer than three key frames, are returned as they are."""
+    B = len(tokens)
+    if B < 2 or n_slots < 3:
+        return tokens, targets
+    swapped, targets = tokens.clone(), targets.clone()
+    other = (np.arange(B) + rng.integers(1, B)) % B       # another sequence for each
+    for b in np.flatnonzero(rng.random(B) < p_swap):
+        pos = layout.code_positions(int(rng.integers(0, n_slots - 2)))
+        swapped[b, pos] = tokens[other[b], pos]
+        targets[b, pos.start - 1:pos.stop - 1] = -100      # the positions that predict the swapped codes
+    return swapped, targets
 
 
 def self_feed(rng, model: RetNet, tokens: torch.Tensor, targets: torch.Tensor, q_max: float) -> torch.Tensor:
@@ -157,6 +182,7 @@ class TrainConfig:
     p_shake: float = 0.0                   # input codes moved to a neighbour's with p up to this (`shake`)
     p_self: float = 0.0                    # input codes replaced by the model's own draws, p up to this (`self_feed`)
     p_first: float = 0.0                   # key-frame batches of first frames alone (K = 1)
+    p_swap: float = 0.0                    # a key frame shows another sequence's, its loss dropped (`swap_frames`)
     ema: float = 0.0                       # decay of an exponential moving average of the weights (0 = none)
     seed: int = 0
     log_every: int = 10
@@ -338,7 +364,8 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
         while step < end and not stop["now"]:
             rng = np.random.default_rng([tc.seed, rank, step])
             tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given,
-                                              tc.p_uncond, tc.batch_tokens, tc.p_stream, tc.p_shake, tc.p_first)
+                                              tc.p_uncond, tc.batch_tokens, tc.p_stream, tc.p_shake, tc.p_first,
+                                              tc.p_swap)
             data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:

@@ -214,6 +214,37 @@ def test_shake_moves_codes_only_to_a_neighbour_and_keeps_the_targets():
     assert torch.equal(shake(np.random.default_rng(0), tokens, layout, 3, 0.0), tokens)
 
 
+def test_swap_frames_shows_another_sequences_frame_and_drops_its_loss():
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.layout import Layout
+    from flashvideo.train import swap_frames
+
+    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=4, text_len=2, max_key_frames=5, d_model=16,
+                         n_heads=2)
+    layout = Layout(c)
+    text = layout.text_block(torch.tensor([1, 2]))
+    frames = [torch.full((5, 4, 4), b) + torch.arange(5)[:, None, None] * 3 for b in range(3)]  # every frame differs
+    tokens = torch.stack([layout.key_sequence(text, f) for f in frames])
+    targets = layout.targets(tokens, range(5))
+    swapped, dropped = swap_frames(np.random.default_rng(0), tokens, targets, layout, 5, 1.0)
+    for b in range(3):
+        changed = [s for s in range(5) if not torch.equal(swapped[b, layout.code_positions(s)],
+                                                          tokens[b, layout.code_positions(s)])]
+        assert len(changed) == 1 and changed[0] < 3                           # one frame, never one of the last two
+        pos = layout.code_positions(changed[0])
+        assert any(torch.equal(swapped[b, pos], tokens[o, pos]) for o in range(3) if o != b)   # another sequence's
+        lost = (dropped[b] != targets[b]).nonzero()[:, 0]
+        assert lost.tolist() == list(range(pos.start - 1, pos.stop - 1)) and (dropped[b, lost] == -100).all()
+        rest = torch.ones(tokens.shape[1], dtype=torch.bool)
+        rest[pos] = False
+        assert torch.equal(swapped[b, rest], tokens[b, rest])                 # headers and other frames kept
+    for few in (tokens[:1], tokens[:, :layout.frame_len * 2]):                 # one sequence, or two key frames
+        n = few.shape[1] // layout.frame_len
+        assert swap_frames(np.random.default_rng(0), few, targets[:len(few), :few.shape[1]], layout, n, 1.0)[0] is few
+    kept, same = swap_frames(np.random.default_rng(0), tokens, targets, layout, 5, 0.0)
+    assert torch.equal(kept, tokens) and torch.equal(same, targets)
+
+
 def test_self_feed_replaces_only_generated_codes_with_the_models_draws():
     from flashvideo.config import FlashVideoConfig
     from flashvideo.layout import Layout
