@@ -2,7 +2,7 @@
 
 In a world that wraps around (a torus: the shapes world, `Tokenizer.wraps`), the frame's edges are a seam at an
 arbitrary place, and an object that straddles it is drawn in pieces at opposite sides of the frame, far apart in
-the raster order the codes are sampled in. The model gets such objects wrong more often: in the shipped model's
+the raster order the codes are sampled in. The model gets such objects wrong more often: in stage 15's
 default videos of every seen combination (seed 2, drawn without centring), 8.6 % of the frames whose object
 touches an edge show another shape or colour than the prompt's, against 3.3 % of the others. The prompt does not
 say where the object is, so with `SamplingSettings.centre_first` the first key frame drawn from the prompt alone is
@@ -12,7 +12,7 @@ it (one chunkwise pass). The content is every code but the frame's most common o
 everywhere for a patch-local tokenizer). With a lead-in key frame, the rolled frame is the one dropped, so every
 frame shown is drawn after the move.
 
-Measured on the shipped model (`python tests/compare_models.py 2,3,4 FOLDER...`, 387 seen and 45 held-out videos,
+Measured on stage 15 (`python tests/compare_models.py 2,3,4 FOLDER...`, 387 seen and 45 held-out videos,
 paired): flicker 6.0 -> 3.8 % seen and 7.5 -> 6.8 % held out, first frames right 89 -> 94 % seen; about 10 ms more to
 the first frame (README, How good it is).
 """
