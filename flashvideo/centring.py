@@ -3,7 +3,7 @@
 In a world that wraps around (a torus: the shapes world, `Tokenizer.wraps`), the frame's edges are a seam at an
 arbitrary place, and an object that straddles it is drawn in pieces at opposite sides of the frame, far apart in
 the raster order the codes are sampled in. The model gets such objects wrong more often: in stage 15's
-default videos of every seen combination (seed 2, drawn without centring), 8.6 % of the frames after the first
+default videos of every seen combination (seed 2, drawn without centring; `tests/edge_probe.py`), 8.6 % of the frames after the first
 whose object touches an edge show another shape or colour than the prompt's, against 3.3 % of the others. The prompt does not
 say where the object is, so with `SamplingSettings.centre_first` the first key frame drawn from the prompt alone is
 rolled by whole patches (which the wrapping decoder draws as the same image rolled) so that its content sits as
