@@ -2,15 +2,15 @@
 
 In a world that wraps around (a torus: the shapes world, `Tokenizer.wraps`), the frame's edges are a seam at an
 arbitrary place, and an object that straddles it is drawn in pieces at opposite sides of the frame, far apart in
-the raster order the codes are sampled in. The model gets such objects wrong more often: in stage 15's
-default videos of every seen combination (seed 2, drawn without centring; `tests/edge_probe.py`), 8.6 % of the frames after the first
-whose object touches an edge show another shape or colour than the prompt's, against 3.3 % of the others. The prompt does not
-say where the object is, so with `SamplingSettings.centre_first` the first key frame drawn from the prompt alone is
-rolled by whole patches (which the wrapping decoder draws as the same image rolled) so that its content sits as
-far from the edges as it can, and the video goes on from the rolled frame: the model's state is rebuilt by feeding
-it (one chunkwise pass). The content is every code but the frame's most common one (the background: one code
-everywhere for a patch-local tokenizer). With a lead-in key frame, the rolled frame is the one dropped, so every
-frame shown is drawn after the move.
+the raster order the codes are sampled in. The model gets such objects wrong more often: in stage 15's default
+videos of every seen combination (seed 2, drawn without centring; `tests/edge_probe.py`), 8.6 % of the frames
+after the first whose object touches an edge show another shape or colour than the prompt's, against 3.3 % of the
+others. The prompt does not say where the object is, so with `SamplingSettings.centre_first` the first key frame
+drawn from the prompt alone is rolled by whole patches (which the wrapping decoder draws as the same image rolled)
+so that its content sits as far from the edges as it can, and the video goes on from the rolled frame: the model's
+state is rebuilt by feeding it (one chunkwise pass). The content is every code but the frame's most common one
+(the background: one code everywhere for a patch-local tokenizer). With a lead-in key frame, the rolled frame is
+the one dropped, so every frame shown is drawn after the move.
 
 Measured on stage 15 (`python tests/compare_models.py 2,3,4 FOLDER...`, 387 seen and 45 held-out videos,
 paired): flicker 6.0 -> 3.8 % seen and 7.5 -> 6.8 % held out, first frames right 89 -> 94 % seen; about 10 ms more to
