@@ -98,6 +98,11 @@ def forward_steps(progress: np.ndarray, expected: np.ndarray, resolution: float)
     return ok
 
 
+def off_prompt(measured: dict, colour: str, shape: str) -> np.ndarray:
+    """Per frame of `shapes.measure`'s reading: whether its shape or colour differs from the prompt's (flicker)."""
+    return np.array([s != shape or c != colour for s, c in zip(measured["shapes"], measured["colours"])], dtype=bool)
+
+
 def video_scores(frames: np.ndarray, times, colour: str, shape: str, motion: str) -> dict:
     """Score one video (uint8 (T, H, W, 3), frame times in key-frame intervals) against its prompt."""
     size = frames.shape[1]
@@ -120,6 +125,7 @@ def video_scores(frames: np.ndarray, times, colour: str, shape: str, motion: str
         for j in range(1, b - a):
             timing.setdefault(j, []).append(progress[a:a + j].sum() / total)
     found = shapes.describe(frames)
+    off = off_prompt(m, colour, shape)
     return {
         "colour": found["colour"] == colour, "shape": found["shape"] == shape, "motion": found["motion"] == motion,
         "forward": int(forward_steps(progress, expected, RESOLUTION["travel" if moving else "size"] * k).sum()),
@@ -127,8 +133,7 @@ def video_scores(frames: np.ndarray, times, colour: str, shape: str, motion: str
         "backtrack": float(-progress[progress < 0].sum()), "path": float(np.abs(progress).sum()),
         "net_share": float(progress.sum() / expected.sum()) if expected.sum() else float("nan"),
         "area_cv": float(area.std() / area.mean()) if moving and len(area) > 1 else None,
-        "flicker": sum(s != shape or c != colour for s, c in zip(m["shapes"], m["colours"])),
-        "first_right": m["shapes"][0] == shape and m["colours"][0] == colour,
+        "flicker": int(off.sum()), "first_right": not off[0],
         "frames": len(frames), "garbled": int(garbled.sum()), "timing": timing,
     }
 

@@ -44,7 +44,8 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
 
     n, h = sampling.first_candidates, pipe.layout.header_len
     drawn = bool((plan == UNKNOWN).any())
-    if drawn and sampling.centre_first:
+    centre = drawn and sampling.centre_first  # (a given frame is kept as it is)
+    if centre:
         centring.check_wraps(pipe.tokenizer, "the sampling settings")
     if n == 1 or not drawn:
         done = dec.run(plan, twin)
@@ -55,6 +56,6 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
         rows = [k] if twin is None else [k, n + k]  # the kept candidate's row, and its twin's
         dec.state, dec.logits, dec.pos = [s[rows] for s in many.state], many.logits[rows], many.pos
         done = tokens[k:k + 1]
-    if drawn and sampling.centre_first:
+    if centre:
         done = centring.recentre(dec, done, plan, twin, h, pipe.config.grid)
     return done

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from flashvideo import FlashVideoPipeline  # noqa: E402
+from flashvideo import FlashVideoPipeline, evaluate  # noqa: E402
 from flashvideo.data import shapes  # noqa: E402
 
 
@@ -34,14 +34,13 @@ def main(folder: str, seed: int, change: str) -> None:
     for i, (colour, shape, motion) in enumerate(shapes.TRAIN_COMBOS):
         frames = np.stack(pipe(shapes.make_prompt(colour, shape, motion), key_frames=4, interp_frames=3,
                                inherit_ratio=0.2, seed=seed + i, sampling=sampling).frames)
-        m = shapes.measure(frames)
-        off = [s != shape or c != colour for s, c in zip(m["shapes"], m["colours"])]
+        off = evaluate.off_prompt(shapes.measure(frames), colour, shape)
         for j, frame in enumerate(frames):
             n = counts.setdefault((j == 0, touches_edge(frame)), [0, 0])
-            n[0], n[1] = n[0] + off[j], n[1] + 1
-        off_all += sum(off)
+            n[0], n[1] = n[0] + int(off[j]), n[1] + 1
+        off_all += int(off.sum())
         if off[0]:
-            off_first, off_in_wrong_first = off_first + 1, off_in_wrong_first + sum(off)
+            off_first, off_in_wrong_first = off_first + 1, off_in_wrong_first + int(off.sum())
     print(f"{folder} {sampling}, seed {seed}: {off_all} frames off the prompt; {off_first} videos with a wrong first "
           f"frame hold {off_in_wrong_first} of them")
     for (first, edge), (off, n) in sorted(counts.items()):

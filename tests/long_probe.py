@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from flashvideo import FlashVideoPipeline
+from flashvideo import FlashVideoPipeline, evaluate
 from flashvideo.data import shapes
 from flashvideo.endless import EndlessStream
 
@@ -53,13 +53,13 @@ def main():
                     m = shapes.measure(np.stack(frames))
                     colour, shape = prompt.split()[1:3]
                     empty = np.flatnonzero(m["area"] == 0)
-                    wrong = [k for k, (s, c) in enumerate(zip(m["shapes"], m["colours"])) if s != shape or c != colour]
+                    wrong = evaluate.off_prompt(m, colour, shape)
                     lost.append(len(empty))
-                    off.append(len(wrong))
-                    if len(wrong) < len(frames):  # (a stream off throughout says nothing about when errors recur)
-                        flags.append(np.isin(np.arange(len(frames)), wrong))
+                    off.append(int(wrong.sum()))
+                    if not wrong.all():  # (a stream off throughout says nothing about when errors recur)
+                        flags.append(wrong)
                     print(name, seed, prompt, "empty key frames:", len(empty), "first:", empty[:1],
-                          "off the prompt:", len(wrong), flush=True)
+                          "off the prompt:", off[-1], flush=True)
             print(f"== {name}: streams with an empty key frame: {sum(n > 0 for n in lost)} of {len(lost)}; "
                   f"empty key frames in all: {sum(lost)} of {(SWITCH_AT + AFTER) * len(lost)}; key frames off the "
                   f"prompt: {sum(off)}; streams with more than 10 of them: {sum(n > 10 for n in off)}", flush=True)

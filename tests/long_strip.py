@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from flashvideo import evaluate  # noqa: E402
 from flashvideo.data import shapes  # noqa: E402
 
 ROWS = [range(0, 10), range(75, 85), range(120, 130), range(165, 175)]   # key-frame numbers shown, one row each
@@ -22,7 +23,7 @@ EVERY, PAD = 4, 4    # a key frame every 4 frames (3 in between); border width
 def read(keys: np.ndarray, colour: str, shape: str) -> None:
     """The detector's reading of the key frames, at the world's 64 px."""
     m = shapes.measure(keys[:, ::keys.shape[1] // 64, ::keys.shape[2] // 64])
-    off = [k for k, (s, c) in enumerate(zip(m["shapes"], m["colours"])) if s != shape or c != colour]
+    off = np.flatnonzero(evaluate.off_prompt(m, colour, shape)).tolist()
     print(f"key frames not read as a {colour} {shape}: {len(off)} of {len(keys)}: {off}")
     cuts = [0, *sorted(SWITCHES), len(keys)]
     for axis in ("cx", "cy"):
