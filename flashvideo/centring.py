@@ -29,18 +29,24 @@ def check_wraps(tokenizer, where: str) -> None:
                          "centre_first to false")
 
 
+def content(codes: torch.Tensor) -> torch.Tensor:
+    """Which of a frame's codes (any shape) are its content: every code but the frame's most common one (the
+    background)."""
+    return codes != torch.mode(codes.flatten()).values
+
+
 def shift(codes: torch.Tensor) -> tuple[int, int]:
-    """The roll (rows, columns) of a code grid (G, G) that puts its content, every code but the most common,
-    nearest the middle: for each axis the shift minimising the content's summed distance from the middle
-    (ties: the smallest shift). (0, 0) for a frame that is all one code."""
+    """The roll (rows, columns) of a code grid (G, G) that puts its `content` nearest the middle: for each axis
+    the shift minimising the content's summed distance from the middle (ties: the smallest shift). (0, 0) for a
+    frame that is all one code."""
     G = codes.shape[0]
-    content = (codes != torch.mode(codes.flatten()).values).float()
+    mask = content(codes).float()
     off_middle = (torch.arange(G, dtype=torch.float) - (G - 1) / 2).abs()
 
     def best(weight: torch.Tensor) -> int:
         return int(torch.stack([(torch.roll(weight, s) * off_middle).sum() for s in range(G)]).argmin())
 
-    return best(content.sum(1)), best(content.sum(0))
+    return best(mask.sum(1)), best(mask.sum(0))
 
 
 def recentre(dec, done: torch.Tensor, plan: torch.Tensor, twin: torch.Tensor | None, header_len: int,

@@ -22,15 +22,26 @@ from .layout import UNKNOWN
 from .sampling import Decoder, torch_threads
 
 
-def log_likelihood(model, rows: torch.Tensor, start: int) -> torch.Tensor:
-    """The mean log-probability of each row's tokens from column `start` on, under the model reading the row from
-    its start: rows (B, L) -> (B,). Read in pieces through `RetNet.verify` (`RetNet.read`: the built pass where there
-    is one, 4 candidates of the shipped model in 15 ms against 23 ms through the eager chunkwise form), on one
-    thread, so that a row's score does not depend on the thread count."""
+def log_probabilities(model, rows: torch.Tensor, start: int) -> torch.Tensor:
+    """The log-probability of each of the rows' tokens from column `start` on, under the model reading the row from
+    its start: rows (B, L) -> (B, L - start). Read in pieces through `RetNet.verify` (`RetNet.read`: the built pass
+    where there is one, 4 candidates of the shipped model in 15 ms against 23 ms through the eager chunkwise form),
+    on one thread, so that a row's score does not depend on the thread count."""
     with torch_threads(1):
         logits = torch.cat([piece for piece, _ in model.read(rows)], 1)
     logp = F.log_softmax(logits[:, start - 1:-1].float(), -1)
-    return logp.gather(-1, rows[:, start:, None])[..., 0].mean(1)
+    return logp.gather(-1, rows[:, start:, None])[..., 0]
+
+
+def score(model, rows: torch.Tensor, start: int) -> torch.Tensor:
+    """Each candidate's score, rows (B, header + frame codes) -> (B,): the mean log-probability of the frame's
+    content codes (`centring.content`: all but its most common code), -inf for a frame with none. Its background
+    codes are left out: they are the likeliest, so with them in, the mean favours a frame with little or nothing
+    on it, and the collapsed first frames that spoil whole videos were kept more often than drawn."""
+    logp = log_probabilities(model, rows, start)
+    mask = torch.stack([centring.content(r) for r in rows[:, start:]])
+    mean = (logp * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return torch.where(mask.any(1), mean, torch.tensor(float("-inf")))
 
 
 def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor | None, seed: int,
@@ -52,7 +63,7 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
     else:
         many = pipe._decoder([_generator(child_seed(seed, 2, c)) for c in range(n)], sampling, dec.counts)
         tokens = many.run(plan.expand(n, -1).clone(), None if twin is None else twin.expand(n, -1).clone())
-        k = int(log_likelihood(pipe.model, tokens, h).argmax())
+        k = int(score(pipe.model, tokens, h).argmax())
         rows = [k] if twin is None else [k, n + k]  # the kept candidate's row, and its twin's
         dec.state, dec.logits, dec.pos = [s[rows] for s in many.state], many.logits[rows], many.pos
         done = tokens[k:k + 1]

@@ -208,7 +208,7 @@ def test_lead_in_frames_are_drawn_first_and_not_shown():
 
 def test_the_first_key_frame_is_the_likeliest_of_its_candidates():
     """Self-reranking (`flashvideo.rerank`): the first key frame is one of `first_candidates` frames drawn each from
-    a generator of its own, the one of highest mean log-probability; the video goes on from it as from a given
+    a generator of its own, the one of highest score (`rerank.score`); the video goes on from it as from a given
     first frame."""
     from dataclasses import replace
 
@@ -229,7 +229,7 @@ def test_the_first_key_frame_is_the_likeliest_of_its_candidates():
         twin = torch.cat([L.header(KEY, L.null_text(), 1), unknown])[None] if guidance != 1 else None
         drawn = torch.cat([pipe._decoder([_generator(child_seed(4, 2, c))], s, None).run(plan, twin)  # one at a time
                            for c in range(4)])
-        scores = rerank.log_likelihood(pipe.model, drawn, h)
+        scores = rerank.score(pipe.model, drawn, h)
         assert len({tuple(r.tolist()) for r in drawn}) > 1                     # the candidates differ
         assert torch.equal(keys[0].flatten(), drawn[int(scores.argmax()), h:])
         given = torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=keys[0], sampling=s)))
@@ -245,22 +245,31 @@ def test_the_first_key_frame_is_the_likeliest_of_its_candidates():
             SamplingSettings(first_candidates=bad)
 
 
-def test_log_likelihood_is_the_mean_log_probability_of_the_codes_token_by_token():
+def test_the_score_is_the_mean_log_probability_of_the_content_codes_token_by_token():
+    """`rerank.score`: the mean log-probability, read token by token, of the codes other than the frame's most
+    common one; a frame that is all one code scores -inf, so a candidate with content is kept over it."""
     from conftest import make_tiny_pipeline
     from flashvideo import rerank
 
     pipe = make_tiny_pipeline()
-    model, h = pipe.model, pipe.layout.header_len
+    model, h, n = pipe.model, pipe.layout.header_len, pipe.config.frame_tokens
     torch.manual_seed(1)
-    rows = torch.randint(0, pipe.config.n_codes, (3, h + 10))
-    got = rerank.log_likelihood(model, rows, h)
-    for b in range(3):
-        state, total = None, 0.0
+    rows = torch.randint(0, pipe.config.n_codes, (3, h + n))
+    rows[0, h:] = 5
+    rows[0, h + 3:h + 6] = torch.tensor([7, 8, 7])          # background 5; content at frame tokens 3, 4, 5
+    rows[2, h:] = 9                                          # all one code: no content
+    got = rerank.score(model, rows, h)
+    for b in range(2):
+        state, logp = None, []
         for t in range(rows.shape[1] - 1):
             logits, state = model.step(rows[b, t:t + 1], state, t)
             if t + 1 >= h:
-                total += float(torch.log_softmax(logits[0].double(), -1)[rows[b, t + 1]])
-        assert abs(float(got[b]) - total / 10) < 1e-4, (b, float(got[b]), total / 10)
+                logp.append(float(torch.log_softmax(logits[0].double(), -1)[rows[b, t + 1]]))
+        codes = rows[b, h:]
+        content = [lp for lp, c in zip(logp, codes) if c != torch.mode(codes).values]
+        assert len(content) == (3 if b == 0 else n - int((codes == torch.mode(codes).values).sum()))
+        assert abs(float(got[b]) - sum(content) / len(content)) < 1e-4, (b, float(got[b]))
+    assert got[2] == float("-inf") and int(got.argmax()) in (0, 1)
 
 
 @pytest.mark.parametrize("settings", [SamplingSettings(temperature=1.0), SamplingSettings(temperature=0.7, top_k=3),
