@@ -49,16 +49,20 @@ def shift(codes: torch.Tensor) -> tuple[int, int]:
     return best(mask.sum(1)), best(mask.sum(0))
 
 
+def centred(codes: torch.Tensor) -> torch.Tensor:
+    """A code grid (G, G) rolled by `shift`."""
+    return torch.roll(codes, shift(codes), (0, 1))
+
+
 def recentre(dec, done: torch.Tensor, plan: torch.Tensor, twin: torch.Tensor | None, header_len: int,
              grid: int) -> torch.Tensor:
     """The first key frame `done` (1, header + G*G, as drawn after `plan`) rolled by `shift`, and
     `dec` (a `sampling.Decoder` that has read nothing else) rebuilt on it: its state reset and the rolled
     frame fed after the same header (and the twin's, `twin`). Returns the rolled tokens."""
     codes = done[0, header_len:].view(grid, grid)
-    by = shift(codes)
-    if by == (0, 0):
+    rolled = centred(codes).flatten()
+    if torch.equal(rolled, codes.flatten()):
         return done
-    rolled = torch.roll(codes, by, (0, 1)).flatten()
     dec.state, dec.logits, dec.pos = None, None, 0
     fed = torch.cat([plan[0, :header_len], rolled])[None]
     return dec.run(fed, None if twin is None else torch.cat([twin[0, :header_len], rolled])[None])

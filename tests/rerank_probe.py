@@ -36,8 +36,9 @@ def main(folder: str, seeds: int) -> None:
             codes = next(pipe.key_frame_codes(text, 1, 1000 * seed + ci, lead_in=0, first_candidates=1,
                                               centre_first=False)).flatten()
             both = torch.stack([torch.cat([L.header(KEY, t, 1), codes]) for t in (text, L.null_text())])
-            cond, uncond = rerank.log_probabilities(pipe.model, both, h).mean(1).tolist()
-            content = float(rerank.score(pipe.model, both[:1], h))
+            logits, _ = rerank.read(pipe.model, both)
+            cond, uncond = rerank.log_probabilities(logits, both, h).mean(1).tolist()
+            content = float(rerank.score(logits[:1], both[:1], h))
             m = shapes.measure(np.asarray(pipe.decode_frame(codes.view(G, G)))[None])
             garbled = m["area"][0] == 0 or m["stray"][0] > evaluate.GARBLED_STRAY
             right = m["shapes"][0] == shape and m["colours"][0] == colour

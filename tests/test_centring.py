@@ -64,6 +64,35 @@ def test_the_first_key_frame_is_rolled_and_the_decoder_rebuilt_on_it(wrapping, g
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(dec.state, fresh.state))
 
 
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_candidates_are_centred_before_they_are_scored(wrapping, guidance):
+    """With first-frame candidates, each is rolled first; the kept one is the best-scored of the rolled candidates,
+    and the video goes on from it as from that frame given."""
+    from flashvideo import rerank
+    from flashvideo.pipeline import child_seed
+
+    pipe = wrapping
+    L, h, G = pipe.layout, pipe.layout.header_len, pipe.config.grid
+    text = pipe.encode_prompt("red circle grows")
+    s = replace(pipe.default_sampling, lead_in=0, first_candidates=3, centre_first=True, guidance_scale=guidance,
+                temperature=1.0)
+    unknown = torch.full((G * G,), UNKNOWN)
+    plan = torch.cat([L.header(KEY, text, 1), unknown])[None]
+    twin = torch.cat([L.header(KEY, L.null_text(), 1), unknown])[None] if guidance != 1 else None
+    moved = 0
+    for seed in range(3):
+        keys = torch.stack(list(pipe.key_frame_codes(text, 3, seed=seed, sampling=s)))
+        drawn = [pipe._decoder([_generator(child_seed(seed, 2, c))], s, None).run(plan, twin)[0, h:].view(G, G)
+                 for c in range(3)]
+        rolled = torch.stack([torch.cat([plan[0, :h], centring.centred(c).flatten()]) for c in drawn])
+        best = int(rerank.score(rerank.read(pipe.model, rolled)[0], rolled, h).argmax())
+        assert torch.equal(keys[0].flatten(), rolled[best, h:])
+        moved += any(centring.shift(c) != (0, 0) for c in drawn)
+        given = torch.stack(list(pipe.key_frame_codes(text, 3, seed=seed, given=keys[0], sampling=s)))
+        assert torch.equal(keys, given)
+    assert moved >= 1                                          # the check is not vacuous
+
+
 def test_centre_first_needs_a_wrapping_tokenizer_and_leaves_given_frames_alone(tiny_pipe, wrapping):
     s = replace(tiny_pipe.default_sampling, centre_first=True)
     with pytest.raises(ValueError, match="centre_first.*wrap"):
@@ -82,7 +111,8 @@ def test_centre_first_needs_a_wrapping_tokenizer_and_leaves_given_frames_alone(t
 def test_served_together_a_centred_video_is_the_one_decoded_alone(wrapping):
     s = replace(wrapping.default_sampling, centre_first=True, temperature=1.0)
     requests = [("red circle moves right", dict(key_frames=3, interp_frames=2, seed=i,   # guided and not
-                                                sampling=replace(s, guidance_scale=1.0 + i % 2))) for i in range(4)]
+                                                sampling=replace(s, guidance_scale=1.0 + i % 2,
+                                                                 first_candidates=1 + i // 2))) for i in range(4)]
     from test_serving import assert_same, together
 
     alone = [list(wrapping.stream(p, **kw)) for p, kw in requests]
@@ -94,7 +124,7 @@ def test_served_together_a_centred_video_is_the_one_decoded_alone(wrapping):
 def test_an_endless_stream_starts_with_the_centred_video(wrapping):
     from flashvideo.endless import EndlessStream
 
-    s = replace(wrapping.default_sampling, centre_first=True, lead_in=1, temperature=1.0)
+    s = replace(wrapping.default_sampling, centre_first=True, lead_in=1, first_candidates=2, temperature=1.0)
     video = wrapping("red circle moves right", key_frames=4, interp_frames=2, seed=3, sampling=s)
     stream = EndlessStream(wrapping, "red circle moves right", interp_frames=2, seed=3, batch_pairs=2, sampling=s)
     got = {ev.index: ev.image for ev in stream.frames(4)}

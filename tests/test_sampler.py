@@ -229,7 +229,7 @@ def test_the_first_key_frame_is_the_likeliest_of_its_candidates():
         twin = torch.cat([L.header(KEY, L.null_text(), 1), unknown])[None] if guidance != 1 else None
         drawn = torch.cat([pipe._decoder([_generator(child_seed(4, 2, c))], s, None).run(plan, twin)  # one at a time
                            for c in range(4)])
-        scores = rerank.score(pipe.model, drawn, h)
+        scores = rerank.score(rerank.read(pipe.model, drawn)[0], drawn, h)
         assert len({tuple(r.tolist()) for r in drawn}) > 1                     # the candidates differ
         assert torch.equal(keys[0].flatten(), drawn[int(scores.argmax()), h:])
         given = torch.stack(list(pipe.key_frame_codes(text, 3, seed=4, given=keys[0], sampling=s)))
@@ -258,7 +258,7 @@ def test_the_score_is_the_mean_log_probability_of_the_content_codes_token_by_tok
     rows[0, h:] = 5
     rows[0, h + 3:h + 6] = torch.tensor([7, 8, 7])          # background 5; content at frame tokens 3, 4, 5
     rows[2, h:] = 9                                          # all one code: no content
-    got = rerank.score(model, rows, h)
+    got = rerank.score(rerank.read(model, rows)[0], rows, h)
     for b in range(2):
         state, logp = None, []
         for t in range(rows.shape[1] - 1):
