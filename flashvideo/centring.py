@@ -8,7 +8,8 @@ after the first whose object touches an edge show another shape or colour than t
 others. The prompt does not say where the object is, so with `SamplingSettings.centre_first` the first key frame
 drawn from the prompt alone is rolled by whole patches (which the wrapping decoder draws as the same image rolled)
 so that its content sits as far from the edges as it can, and the video goes on from the rolled frame: the model's
-state is rebuilt by feeding it (one chunkwise pass). The content is every code but the frame's most common one
+state is rebuilt by feeding it (one chunkwise pass; with first-frame candidates, `flashvideo.rerank` rolls each
+before scoring them, and the scoring read is the state). The content is every code but the frame's most common one
 (the background: one code everywhere for a patch-local tokenizer). With a lead-in key frame, the rolled frame is
 the one dropped, so every frame shown is drawn after the move.
 
