@@ -56,10 +56,9 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
                     sampling) -> torch.Tensor:
     """The first key frame's plan (1, n) completed, and `dec` (the video's decoder) past it: drawn by `dec` itself
     with one candidate (or fed, when the plan is a given frame), else the likeliest of the candidates, each drawn
-    from a generator of its own (from `seed`), whose state `dec` takes. `twin`: the guided twin's plan, or None.
-    A drawn frame is rolled away from the frame's edges where the settings' `centre_first` asks for it
-    (`flashvideo.centring`): candidates are rolled before they are scored, so the one read that scores them is the
-    one the video goes on from."""
+    from a generator of its own (from `seed`): the candidates (and their twins) are read once, for their scores and
+    for the state `dec` takes. `twin`: the guided twin's plan, or None. A drawn frame is rolled away from the frame's
+    edges where the settings' `centre_first` asks for it (`flashvideo.centring`): candidates before they are read."""
     from .pipeline import _generator, child_seed
 
     n, h, G = sampling.first_candidates, pipe.layout.header_len, pipe.config.grid
@@ -72,16 +71,13 @@ def first_key_frame(pipe, dec: Decoder, plan: torch.Tensor, twin: torch.Tensor |
         return centring.recentre(dec, done, plan, twin, h, G) if centre else done
     many = pipe._decoder([_generator(child_seed(seed, 2, c)) for c in range(n)], sampling, dec.counts)
     tokens = many.run(plan.expand(n, -1).clone(), None if twin is None else twin.expand(n, -1).clone())
-    if not centre:
-        k = int(score(read(pipe.model, tokens)[0], tokens, h).argmax())
-        keep = [k] if twin is None else [k, n + k]  # the kept candidate's row, and its twin's
-        dec.state, dec.logits, dec.pos = [s[keep] for s in many.state], many.logits[keep], many.pos
-        return tokens[k:k + 1]
-    codes = torch.stack([centring.centred(c.view(G, G)).flatten() for c in tokens[:, h:]])
-    tokens = torch.cat([plan[:, :h].expand(n, -1), codes], 1)
+    codes = tokens[:, h:]
+    if centre:
+        codes = torch.stack([centring.centred(c.view(G, G)).flatten() for c in codes])
+        tokens = torch.cat([plan[:, :h].expand(n, -1), codes], 1)
     rows = tokens if twin is None else torch.cat([tokens, torch.cat([twin[:, :h].expand(n, -1), codes], 1)])
-    logits, state = read(pipe.model, rows)
+    logits, state = read(pipe.model, rows)  # the candidates' scores, and the state the video goes on from
     k = int(score(logits[:n], tokens, h).argmax())
-    keep = [k] if twin is None else [k, n + k]
+    keep = [k] if twin is None else [k, n + k]  # the kept candidate's row, and its twin's
     dec.state, dec.logits, dec.pos = [s[keep] for s in state], logits[keep, -1], rows.shape[1]
     return tokens[k:k + 1]
