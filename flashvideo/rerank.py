@@ -11,8 +11,9 @@ twin's), and the video goes on from it as from a frame drawn there.
 Measured on stage 15 (`tests/compare_models.py`, 387 seen and 45 held-out videos): 2 candidates bring flicker from
 8.5 to 7.4 % (seen) and 9.1 to 8.0 % (held out), at 1.07-1.11x the default video's time (`tests/rerank_speed.py`;
 README, How good it is). Scoring only the content codes, rather than all of them, took stage 17's garbled frames
-in those videos from 54 and 6 to 13 and 0 (its flicker from 3.8 and 3.6 % to 2.7 and 1.9 %): the mean over all
-codes had kept a speck or an empty frame over a whole object more often than one was drawn.
+in those videos from 54 and 6 to 13 and 0 (its flicker from 3.8 and 3.6 % to 2.7 and 1.9 %; 9 and 0 garbled with
+the candidates read centred): the mean over all codes had kept a speck or an empty frame over a whole object more
+often than one was drawn.
 """
 from __future__ import annotations
 
