@@ -358,7 +358,7 @@ def cmd_train(args) -> None:
     tc = TrainConfig(out=args.out, tokenizer=args.tokenizer, data=args.data, steps=args.steps,
                      batch_size=args.batch_size, batch_tokens=args.batch_tokens, p_uncond=args.p_uncond,
                      p_interp=args.p_interp, p_stream=args.p_stream, p_shake=args.p_shake, p_self=args.p_self,
-                     p_first=args.p_first, p_swap=args.p_swap, ema=args.ema,
+                     p_first=args.p_first, p_swap=args.p_swap, p_hard=args.p_hard, ema=args.ema,
                      lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, seed=args.seed,
                      save_every=args.save_every, sample_every=args.sample_every, log_every=args.log_every,
                      export=args.export or "", resume=args.resume, init=args.init or "", stop_at=args.stop_at, model=model,
@@ -469,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of key-frame batches of first frames alone (a video's hardest frame)")
     m.add_argument("--p-swap", type=float, default=0.0,
                    help="share of key-frame sequences in which one key frame shows another sequence's (its loss dropped)")
+    m.add_argument("--p-hard", type=float, default=0.0,
+                   help="share of sequences whose clip is the hardest of 8 drawn (the largest jump between frames)")
     m.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights with this decay (e.g. 0.998); "
                         "checkpoints hold it in step-*/ema and --export writes it")

@@ -41,7 +41,7 @@ from .world import World, make_world
 
 def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_size: int, p_interp: float,
                p_given: float, p_uncond: float = 0.0, batch_tokens: int = 0, p_stream: float = 0.0,
-               p_shake: float = 0.0, p_first: float = 0.0, p_swap: float = 0.0):
+               p_shake: float = 0.0, p_first: float = 0.0, p_swap: float = 0.0, p_hard: float = 0.0):
     """-> tokens (B, L), targets (B, L), and a short description of the task. Clips come from `source`,
     any `flashvideo.world.World`.
 
@@ -53,7 +53,7 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     and, where the source can, the prompt changes at a random frame boundary. With ``p_shake`` the
     input frames are shaken (`shake`) while the targets stay the true codes. With ``p_first`` a key-frame batch
     is of first frames alone (K = 1, SN 1, never given). With ``p_swap`` a key frame of a key-frame sequence shows
-    another sequence's frame (`swap_frames`)."""
+    another sequence's frame (`swap_frames`). With ``p_hard`` a sequence's clip is the hardest of several (`hardest`)."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
     first, switch_at = 1, None
@@ -75,7 +75,12 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
             task += f" stream SN{first}" + (f" switch@{switch_at}" if switch_at else "")
     if batch_tokens:
         batch_size = max(1, batch_tokens // (len(times) * layout.frame_len))
-    clips = [source.sample_switch(rng, times, switch_at) if switch_at else source.sample(rng, times)
+
+    def clip():
+        return source.sample_switch(rng, times, switch_at) if switch_at else source.sample(rng, times)
+
+    # (no draw when p_hard is off: earlier runs' data stay the same)
+    clips = [hardest([clip() for _ in range(HARD_DRAWS)], times) if p_hard and rng.random() < p_hard else clip()
              for _ in range(batch_size)]
     codes = tokenizer.encode_frames(np.concatenate([f for _, f in clips])).view(batch_size, len(times), c.grid, c.grid)
     seqs = []
@@ -96,6 +101,24 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     if p_swap and not task.startswith("interp"):
         tokens, targets = swap_frames(rng, tokens, targets, layout, len(times), p_swap)
     return tokens, targets, task
+
+
+HARD_DRAWS = 8  # clips drawn for a hard sequence (`hardest`)
+
+
+def hardest(clips: list, times) -> tuple:
+    """Of (prompt, frames) clips at `times`, the one with the largest jump between two frames next to each other in
+    time (the mean absolute pixel change). In the shapes world that is most often a clip in which a growing or
+    shrinking object wraps from one end of its size range to the other, the moment where the shipped model drew
+    most of its remaining garbled frames (README, How good it is); a clip has one in about 1 of 36 interpolation
+    pairs, and the hardest of `HARD_DRAWS` in about 1 of 5."""
+    order = np.argsort(times)
+
+    def jump(frames):
+        f = frames[order].astype(np.int16)
+        return float(np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)).max()) if len(f) > 1 else 0.0
+
+    return max(clips, key=lambda c: jump(c[1]))
 
 
 def shake(rng, tokens: torch.Tensor, layout: Layout, n_slots: int, p_max: float) -> torch.Tensor:
@@ -183,6 +206,7 @@ class TrainConfig:
     p_self: float = 0.0                    # input codes replaced by the model's own draws, p up to this (`self_feed`)
     p_first: float = 0.0                   # key-frame batches of first frames alone (K = 1)
     p_swap: float = 0.0                    # a key frame shows another sequence's, its loss dropped (`swap_frames`)
+    p_hard: float = 0.0                    # a sequence's clip is the hardest of HARD_DRAWS (`hardest`)
     ema: float = 0.0                       # decay of an exponential moving average of the weights (0 = none)
     seed: int = 0
     log_every: int = 10
@@ -365,7 +389,7 @@ def train(tc: TrainConfig, world: World | None = None) -> Path:
             rng = np.random.default_rng([tc.seed, rank, step])
             tokens, targets, task = make_batch(rng, source, tokenizer, layout, tc.batch_size, tc.p_interp, tc.p_given,
                                               tc.p_uncond, tc.batch_tokens, tc.p_stream, tc.p_shake, tc.p_first,
-                                              tc.p_swap)
+                                              tc.p_swap, tc.p_hard)
             data_digest.update(tokens.numpy().tobytes())
             tokens, targets = tokens.to(device), targets.to(device)
             for g in opt.param_groups:

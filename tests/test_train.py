@@ -302,3 +302,29 @@ def test_p_first_batches_are_lone_first_frames_and_off_changes_nothing(tokenizer
     seeds = range(8)
     assert all(batch(s)[2].startswith(f"key K={k_drawn(s)}") for s in seeds)
     assert not all(batch(s, p_first=1e-9)[2].startswith(f"key K={k_drawn(s)}") for s in seeds)  # on: one draw more
+
+
+def test_hardest_clip_has_the_largest_jump_in_time_order(tokenizer_dir):
+    from flashvideo.config import FlashVideoConfig
+    from flashvideo.layout import Layout
+    from flashvideo.tokenizer import read_tokenizer
+    from flashvideo.train import hardest, make_batch
+    from flashvideo.world import make_world
+
+    def clip(*levels):  # frames of one grey level each
+        return "p", np.stack([np.full((4, 4, 3), v, np.uint8) for v in levels])
+
+    times = [0, 2, 1]   # slot order of an interpolation clip: A, B, the middle
+    smooth, jumpy = clip(0, 120, 60), clip(0, 0, 100)   # in slot order smooth's jump (120) is the larger
+    assert hardest([smooth, jumpy], times) is jumpy     # in time order: 60 against 100
+    assert hardest([jumpy, smooth], [0, 1, 2]) is smooth
+    # on, a batch is drawn from other clips than off
+    tok = read_tokenizer(tokenizer_dir)
+    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=len(shapes.vocabulary()) + 1, text_len=4,
+                         max_key_frames=3, max_interp_frames=2, d_model=16, n_heads=2)
+    layout, world = Layout(c), make_world("shapes", 32)
+
+    def batch(**kw):
+        return make_batch(np.random.default_rng(3), world, tok, layout, 4, p_interp=1.0, p_given=0.0, **kw)[0]
+
+    assert not torch.equal(batch(), batch(p_hard=1.0))
