@@ -16,8 +16,8 @@ One idea: requests are decoded frame by frame as one batch.
   position one recurrent step, each row at its own position (per-row rotations), the codes of rows with the same
   sampling settings drawn in one `Sampler` call (each row from its own generator), guided rows beside their own
   twins; known spans of equal length are prefilled together likewise. The request whose arrival completes the batch
-  runs it; there is no scheduler thread. A request decodes its images with the others free to work meanwhile (beside
-  the batch, on the other core).
+  runs it; there is no scheduler thread. A request's frames are drawn to images on a thread of the server's own, beside
+  the next batch (on the other core), while the request goes on to its next frame.
 * A request's thread decodes ahead of a slow consumer: its frames wait in its own queue (one video at most).
 * A request joins at its next frame (its first: once admitted) and leaves when its video is done, when it fails,
   or when its consumer closes the generator (Gradio's Stop; the request stops at its next frame); the others carry
@@ -39,6 +39,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -88,22 +89,26 @@ class _LaneDecoder(Decoder):
         return self.server._ask(self.request, (self, tokens, sample))
 
 
-class _Unlocked:
-    """The pipeline's tokenizer in a request's thread: decoding images lets the other requests work meanwhile (the
-    convolutions release the interpreter lock, so they run beside the batch, on the other core)."""
+class _Images:
+    """Frames drawn to images on a thread of their own: a request's thread hands a frame's codes over and goes on to
+    its next frame at once, so the next batch need not wait for every request's image (the convolutions release the
+    interpreter lock: they run beside the batch, on the other core). The consumer waits for each image
+    (`_drawn`). One frame a call, as `pipe.decode_frame` draws it alone: the same pixels."""
 
-    def __init__(self, server: "Server", tokenizer):
-        self.server, self.tokenizer = server, tokenizer
+    def __init__(self, pipe: FlashVideoPipeline):
+        self.pipe = pipe
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="flashvideo-images")
 
-    def __getattr__(self, name):
-        return getattr(self.tokenizer, name)
+    def decode_frame(self, codes: torch.Tensor) -> Future:
+        return self.pool.submit(self.pipe.decode_frame, codes)
 
-    def decode_frames(self, codes):
-        self.server.turn.release()
-        try:
-            return self.tokenizer.decode_frames(codes)
-        finally:
-            self.server.turn.acquire()
+
+def _drawn(events: list) -> list:
+    """The events with their images, waiting for those still being drawn (`_Images`)."""
+    for ev in events:
+        if isinstance(ev.image, Future):
+            ev.image = ev.image.result()
+    return events
 
 
 class Server:
@@ -112,8 +117,8 @@ class Server:
     def __init__(self, pipe: FlashVideoPipeline, max_rows: int = MAX_ROWS):
         self.pipe, self.model, self.max_rows = pipe, pipe.model, max_rows
         self.lock = threading.Condition()
-        # Held by the request thread doing its own work between batches (region maps, plans, events; not while it
-        # decodes images): one at a time, instead of dozens of threads of small torch ops each dropping and retaking
+        # Held by the request thread doing its own work between batches (region maps, plans, events; its images are
+        # drawn by `images`): one at a time, instead of dozens of threads of small torch ops each dropping and retaking
         # the interpreter lock (16 users' wall time fell to 0.66x when this came in).
         self.turn = threading.Lock()
         self.line: deque = deque()   # requests waiting for room, oldest first
@@ -123,6 +128,7 @@ class Server:
         self.batches = 0             # batched model calls run (recurrent steps, drafted passes) ...
         self.rows_stepped = 0        # ... and the rows they stepped (mean batch: rows_stepped / batches)
         self.decode_seconds = 0.0    # time in batched decoding (steps, prefills, sampling)
+        self.images = _Images(pipe)
 
     def stream(self, *args, **kwargs):
         """`FlashVideoPipeline.stream`'s arguments and events, decoded in batches with the other requests. Waits for
@@ -151,6 +157,7 @@ class Server:
                         break
                 end = ready.pop() if _last(ready[-1]) else None
                 if ready:
+                    ready = _drawn(ready)
                     sent = time.perf_counter()
                     yield ready
                 if end is _DONE:
@@ -200,7 +207,7 @@ class Server:
     def _decode(self, request: _Request, args, kwargs) -> None:
         """The request's thread: `pipe.stream` on a lane, its events handed to the consumer."""
         lane = copy.copy(self.pipe)
-        lane.tokenizer = _Unlocked(self, self.pipe.tokenizer)
+        lane.decode_frame = self.images.decode_frame
         lane._decoder = lambda generators, sampling, counts: _LaneDecoder(
             self, request, self.model, generators, sampling, counts=counts, chunked=self.pipe.chunked_prefill,
             draft_len=self.pipe.draft_len)

@@ -152,6 +152,25 @@ def test_a_slow_consumer_gets_the_frames_decoded_meanwhile_together(tiny_pipe, s
     assert_idle(server)
 
 
+def test_a_request_goes_on_to_its_next_frames_while_its_images_are_drawn(tiny_pipe, solo, monkeypatch):
+    """Images are drawn on the server's own thread: with drawing held up, the request still decodes its whole video
+    (the batches do not wait for its images); once drawing goes on, the consumer gets every frame as alone."""
+    prompt, kw = REQUESTS[0]
+    server, gate, draw = serving.Server(tiny_pipe), threading.Event(), tiny_pipe.decode_frame
+    monkeypatch.setattr(tiny_pipe, "decode_frame", lambda codes: gate.wait(30) and draw(codes))
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(server.stream(prompt, **kw)))
+    reader.start()
+    deadline = time.time() + 30
+    while server.rows and time.time() < deadline:         # the request leaves once its video is decoded
+        time.sleep(0.01)
+    assert server.rows == 0 and not got                    # decoded to the end, and no image drawn yet
+    gate.set()
+    reader.join(30)
+    assert_same(got, solo[0])
+    assert_idle(server)
+
+
 def test_paced_lists_come_at_most_that_often_and_hold_every_frame(tiny_pipe, solo):
     prompt, kw = REQUESTS[0]
     server = serving.Server(tiny_pipe)
