@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--p-swap", type=float, default=0.0,
                    help="share of key-frame sequences in which one key frame shows another sequence's (its loss dropped)")
     m.add_argument("--p-hard", type=float, default=0.0,
-                   help="share of sequences whose clip is the hardest of 8 drawn (the largest jump between frames)")
+                   help="share of interpolation sequences whose clip is the hardest of 8 drawn (the largest jump between frames)")
     m.add_argument("--ema", type=float, default=0.0,
                    help="keep an exponential moving average of the weights with this decay (e.g. 0.998); "
                         "checkpoints hold it in step-*/ema and --export writes it")

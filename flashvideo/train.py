@@ -53,7 +53,8 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     and, where the source can, the prompt changes at a random frame boundary. With ``p_shake`` the
     input frames are shaken (`shake`) while the targets stay the true codes. With ``p_first`` a key-frame batch
     is of first frames alone (K = 1, SN 1, never given). With ``p_swap`` a key frame of a key-frame sequence shows
-    another sequence's frame (`swap_frames`). With ``p_hard`` a sequence's clip is the hardest of several (`hardest`)."""
+    another sequence's frame (`swap_frames`). With ``p_hard`` an interpolation sequence's clip is the hardest of
+    several (`hardest`)."""
     c = layout.config
     t_max = min(source.t_max, c.max_key_frames - 1)
     first, switch_at = 1, None
@@ -79,8 +80,8 @@ def make_batch(rng, source: World, tokenizer: Tokenizer, layout: Layout, batch_s
     def clip():
         return source.sample_switch(rng, times, switch_at) if switch_at else source.sample(rng, times)
 
-    # (no draw when p_hard is off: earlier runs' data stay the same)
-    clips = [hardest([clip() for _ in range(HARD_DRAWS)], times) if p_hard and rng.random() < p_hard else clip()
+    hard = p_hard if task.startswith("interp") else 0.0   # (no draw when off: earlier runs' data stay the same)
+    clips = [hardest([clip() for _ in range(HARD_DRAWS)], times) if hard and rng.random() < hard else clip()
              for _ in range(batch_size)]
     codes = tokenizer.encode_frames(np.concatenate([f for _, f in clips])).view(batch_size, len(times), c.grid, c.grid)
     seqs = []
@@ -206,7 +207,7 @@ class TrainConfig:
     p_self: float = 0.0                    # input codes replaced by the model's own draws, p up to this (`self_feed`)
     p_first: float = 0.0                   # key-frame batches of first frames alone (K = 1)
     p_swap: float = 0.0                    # a key frame shows another sequence's, its loss dropped (`swap_frames`)
-    p_hard: float = 0.0                    # a sequence's clip is the hardest of HARD_DRAWS (`hardest`)
+    p_hard: float = 0.0                    # an interpolation clip is the hardest of HARD_DRAWS (`hardest`)
     ema: float = 0.0                       # decay of an exponential moving average of the weights (0 = none)
     seed: int = 0
     log_every: int = 10

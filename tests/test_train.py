@@ -318,13 +318,14 @@ def test_hardest_clip_has_the_largest_jump_in_time_order(tokenizer_dir):
     smooth, jumpy = clip(0, 120, 60), clip(0, 0, 100)   # in slot order smooth's jump (120) is the larger
     assert hardest([smooth, jumpy], times) is jumpy     # in time order: 60 against 100
     assert hardest([jumpy, smooth], [0, 1, 2]) is smooth
-    # on, a batch is drawn from other clips than off
+    # on, an interpolation batch is drawn from other clips than off; a key-frame batch from the same
     tok = read_tokenizer(tokenizer_dir)
     c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=len(shapes.vocabulary()) + 1, text_len=4,
                          max_key_frames=3, max_interp_frames=2, d_model=16, n_heads=2)
     layout, world = Layout(c), make_world("shapes", 32)
 
-    def batch(**kw):
-        return make_batch(np.random.default_rng(3), world, tok, layout, 4, p_interp=1.0, p_given=0.0, **kw)[0]
+    def batch(p_interp, **kw):
+        return make_batch(np.random.default_rng(3), world, tok, layout, 4, p_interp=p_interp, p_given=0.0, **kw)[0]
 
-    assert not torch.equal(batch(), batch(p_hard=1.0))
+    assert not torch.equal(batch(1.0), batch(1.0, p_hard=1.0))
+    assert torch.equal(batch(0.0), batch(0.0, p_hard=1.0))
