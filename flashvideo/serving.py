@@ -39,12 +39,12 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
-from .pipeline import FlashVideoPipeline
+from .pipeline import FlashVideoPipeline, FrameEvent
 from .sampler import SamplingSettings
 from .sampling import Decoder, torch_threads
 
@@ -90,25 +90,30 @@ class _LaneDecoder(Decoder):
 
 
 class _Images:
-    """Frames drawn to images on a thread of their own: a request's thread hands a frame's codes over and goes on to
-    its next frame at once, so the next batch need not wait for every request's image (the convolutions release the
-    interpreter lock: they run beside the batch, on the other core). The consumer waits for each image
-    (`_drawn`). One frame a call, as `pipe.decode_frame` draws it alone: the same pixels."""
+    """Frames drawn to images on a thread of their own: a request's thread hands each event over with its frame's
+    codes (a lane's `decode_frame` keeps the codes) and goes on to its next frame at once, so the next batch need not
+    wait for every request's image (the convolutions release the interpreter lock: they run beside the batch, on the
+    other core). The thread draws the image, one frame a call as `pipe.decode_frame` draws it alone (the same
+    pixels), and puts the event in the request's queue; the request's last item goes the same way, so the consumer
+    gets everything in order. Nothing more is drawn or put for a cancelled request."""
 
     def __init__(self, pipe: FlashVideoPipeline):
         self.pipe = pipe
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="flashvideo-images")
 
-    def decode_frame(self, codes: torch.Tensor) -> Future:
-        return self.pool.submit(self.pipe.decode_frame, codes)
+    def put(self, request: "_Request", item) -> None:
+        """Hand `item` (a FrameEvent holding its codes, or the request's last item) to the request's consumer."""
+        self.pool.submit(self._put, request, item)
 
-
-def _drawn(events: list) -> list:
-    """The events with their images, waiting for those still being drawn (`_Images`)."""
-    for ev in events:
-        if isinstance(ev.image, Future):
-            ev.image = ev.image.result()
-    return events
+    def _put(self, request: "_Request", item) -> None:
+        if request.cancelled:
+            return
+        if isinstance(item, FrameEvent):
+            try:
+                item.image = self.pipe.decode_frame(item.image)
+            except BaseException as e:  # the consumer raises it, as an error of the decoding
+                item = e
+        request.events.put(item)
 
 
 class Server:
@@ -157,7 +162,6 @@ class Server:
                         break
                 end = ready.pop() if _last(ready[-1]) else None
                 if ready:
-                    ready = _drawn(ready)
                     sent = time.perf_counter()
                     yield ready
                 if end is _DONE:
@@ -207,7 +211,7 @@ class Server:
     def _decode(self, request: _Request, args, kwargs) -> None:
         """The request's thread: `pipe.stream` on a lane, its events handed to the consumer."""
         lane = copy.copy(self.pipe)
-        lane.decode_frame = self.images.decode_frame
+        lane.decode_frame = lambda codes: codes   # the image thread draws it (`_Images`)
         lane._decoder = lambda generators, sampling, counts: _LaneDecoder(
             self, request, self.model, generators, sampling, counts=counts, chunked=self.pipe.chunked_prefill,
             draft_len=self.pipe.draft_len)
@@ -218,12 +222,12 @@ class Server:
             for ev in lane.stream(*args, **kwargs):
                 if request.cancelled:
                     raise Cancelled
-                request.events.put(ev)
-            request.events.put(_DONE)
+                self.images.put(request, ev)
+            self.images.put(request, _DONE)
         except Cancelled:
             pass
         except BaseException as e:  # the consumer raises it; the other requests never see it
-            request.events.put(e)
+            self.images.put(request, e)
         finally:
             self.turn.release()
             with self.lock:
