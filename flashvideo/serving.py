@@ -108,7 +108,7 @@ class _Images:
     def _put(self, request: "_Request", item) -> None:
         if request.cancelled:
             return
-        if isinstance(item, FrameEvent):
+        if isinstance(item, FrameEvent) and isinstance(item.image, torch.Tensor):  # (an image already drawn passes)
             try:
                 item.image = self.pipe.decode_frame(item.image)
             except BaseException as e:  # the consumer raises it, as an error of the decoding
