@@ -271,9 +271,10 @@ def test_self_feed_replaces_only_generated_codes_with_the_models_draws():
     assert torch.equal(self_feed(np.random.default_rng(0), model, tokens, targets, 0.0), tokens)
 
 
-def test_p_first_batches_are_lone_first_frames_and_off_changes_nothing(tokenizer_dir):
+def batches(tokenizer_dir):
+    """`make_batch` on the tiny tokenizer, a tiny layout and the shapes world: (rng, **its keywords) -> its result."""
     from flashvideo.config import FlashVideoConfig
-    from flashvideo.layout import KEY, Layout
+    from flashvideo.layout import Layout
     from flashvideo.tokenizer import read_tokenizer
     from flashvideo.train import make_batch
     from flashvideo.world import make_world
@@ -282,9 +283,17 @@ def test_p_first_batches_are_lone_first_frames_and_off_changes_nothing(tokenizer
     c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=len(shapes.vocabulary()) + 1, text_len=4,
                          max_key_frames=3, max_interp_frames=2, d_model=16, n_heads=2)
     layout, world = Layout(c), make_world("shapes", 32)
+    return layout, world, lambda rng, batch_size, **kw: make_batch(rng, world, tok, layout, batch_size, **kw)
+
+
+def test_p_first_batches_are_lone_first_frames_and_off_changes_nothing(tokenizer_dir):
+    from flashvideo.layout import KEY
+
+    layout, world, make = batches(tokenizer_dir)
+    c = layout.config
 
     def batch(seed, **kw):
-        return make_batch(np.random.default_rng(seed), world, tok, layout, 3, p_interp=0.0, p_given=1.0, **kw)
+        return make(np.random.default_rng(seed), 3, p_interp=0.0, p_given=1.0, **kw)
 
     tokens, targets, task = batch(0, p_first=1.0, p_stream=1.0)
     assert task == "key K=1" and tokens.shape == (3, layout.frame_len)         # one frame, never given, ...
@@ -305,11 +314,7 @@ def test_p_first_batches_are_lone_first_frames_and_off_changes_nothing(tokenizer
 
 
 def test_hardest_clip_has_the_largest_jump_in_time_order(tokenizer_dir):
-    from flashvideo.config import FlashVideoConfig
-    from flashvideo.layout import Layout
-    from flashvideo.tokenizer import read_tokenizer
-    from flashvideo.train import hardest, make_batch
-    from flashvideo.world import make_world
+    from flashvideo.train import hardest
 
     def clip(*levels):  # frames of one grey level each
         return "p", np.stack([np.full((4, 4, 3), v, np.uint8) for v in levels])
@@ -319,13 +324,10 @@ def test_hardest_clip_has_the_largest_jump_in_time_order(tokenizer_dir):
     assert hardest([smooth, jumpy], times) is jumpy     # in time order: 60 against 100
     assert hardest([jumpy, smooth], [0, 1, 2]) is smooth
     # on, an interpolation batch is drawn from other clips than off; a key-frame batch from the same
-    tok = read_tokenizer(tokenizer_dir)
-    c = FlashVideoConfig(image_size=32, grid=4, n_codes=16, n_text=len(shapes.vocabulary()) + 1, text_len=4,
-                         max_key_frames=3, max_interp_frames=2, d_model=16, n_heads=2)
-    layout, world = Layout(c), make_world("shapes", 32)
+    make = batches(tokenizer_dir)[2]
 
     def batch(p_interp, **kw):
-        return make_batch(np.random.default_rng(3), world, tok, layout, 4, p_interp=p_interp, p_given=0.0, **kw)[0]
+        return make(np.random.default_rng(3), 4, p_interp=p_interp, p_given=0.0, **kw)[0]
 
     assert not torch.equal(batch(1.0), batch(1.0, p_hard=1.0))
     assert torch.equal(batch(0.0), batch(0.0, p_hard=1.0))
